@@ -1,0 +1,360 @@
+/* Arenas: reserve, lock and bind the address range, choose the backend,
+ * purge, report statistics, destroy. */
+#include "config.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#ifdef HAVE_NUMA
+#include <numa.h>
+#include <numaif.h>
+#endif
+
+#include "bitmap.h"
+#include "internal.h"
+
+#ifndef MLOCK_ONFAULT
+#define MLOCK_ONFAULT 0x01
+#endif
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23
+#endif
+#ifndef MADV_DONTNEED_LOCKED
+#define MADV_DONTNEED_LOCKED 24
+#endif
+
+/* The first version of struct rewire_options ends after backend. */
+#define OPTIONS_V1_SIZE (offsetof(struct rewire_options, backend) + sizeof(const char *))
+
+unsigned long fork_generation;
+static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+
+static void after_fork_in_child(void)
+{
+	__atomic_add_fetch(&fork_generation, 1, __ATOMIC_RELAXED);
+}
+
+static void register_atfork(void)
+{
+	pthread_atfork(NULL, NULL, after_fork_in_child);
+}
+
+/* In the order "auto" tries them. */
+static const struct backend *const backends[] = {
+	&backend_copy,
+};
+
+/* Names later releases add; naming one now is "not available here". */
+static const char *const planned_backends[] = { "kmod", "uffd", "mremap" };
+
+const char *rewire_version(void)
+{
+	return PACKAGE_VERSION;
+}
+
+void rewire_options_init(struct rewire_options *opts)
+{
+	if (!opts)
+		return;
+	memset(opts, 0, sizeof(*opts));
+	opts->struct_size = sizeof(*opts);
+	opts->numa_node = -1;
+}
+
+static int choose_backend(struct rewire_arena *a, const char *name)
+{
+	size_t i;
+
+	if (!name)
+		name = getenv("REWIRE_BACKEND");
+	if (!name || !*name || !strcmp(name, "auto")) {
+		for (i = 0; i < sizeof(backends) / sizeof(backends[0]); i++) {
+			a->backend = backends[i];
+			if (!backends[i]->init(a))
+				return 0;
+		}
+		return -EOPNOTSUPP;
+	}
+	for (i = 0; i < sizeof(backends) / sizeof(backends[0]); i++) {
+		if (!strcmp(name, backends[i]->name)) {
+			a->backend = backends[i];
+			return backends[i]->init(a);
+		}
+	}
+	for (i = 0; i < sizeof(planned_backends) / sizeof(planned_backends[0]); i++)
+		if (!strcmp(name, planned_backends[i]))
+			return -EOPNOTSUPP;
+	return -EINVAL;
+}
+
+static int bind_node(char *base, size_t len, int node)
+{
+	if (node < 0)
+		return 0;
+#ifdef HAVE_NUMA
+	struct bitmask *mask;
+	int ret = 0;
+
+	if (numa_available() < 0)
+		return -EOPNOTSUPP;
+	if (node > numa_max_node() || !numa_bitmask_isbitset(numa_all_nodes_ptr, (unsigned int)node))
+		return -EINVAL;
+	mask = numa_bitmask_alloc((unsigned int)numa_num_possible_nodes());
+	if (!mask)
+		return -ENOMEM;
+	numa_bitmask_setbit(mask, (unsigned int)node);
+	if (mbind(base, len, MPOL_BIND, mask->maskp, mask->size + 1, 0))
+		ret = -errno;
+	numa_bitmask_free(mask);
+	return ret;
+#else
+	(void)base;
+	(void)len;
+	return -EOPNOTSUPP;
+#endif
+}
+
+/* Map len bytes that are private to this process and locked as they fault. */
+static int map_locked(size_t len, int node, char **out)
+{
+	char *p = mmap(NULL, len, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	int ret;
+
+	if (p == MAP_FAILED)
+		return -errno;
+	if (madvise(p, len, MADV_DONTFORK)) {
+		ret = -errno;
+		goto fail;
+	}
+	/* Page-table moves need PTE mappings; a kernel without THP says EINVAL. */
+	if (madvise(p, len, MADV_NOHUGEPAGE) && errno != EINVAL) {
+		ret = -errno;
+		goto fail;
+	}
+	ret = bind_node(p, len, node);
+	if (ret)
+		goto fail;
+	if (mlock2(p, len, MLOCK_ONFAULT)) {
+		ret = -errno;
+		goto fail;
+	}
+	*out = p;
+	return 0;
+fail:
+	munmap(p, len);
+	return ret;
+}
+
+static void free_arena(struct rewire_arena *a, bool unmap)
+{
+	if (a->backend && a->backend->fini)
+		a->backend->fini(a);
+	if (unmap) {
+		if (a->base)
+			munmap(a->base, a->npages << a->page_shift);
+		if (a->scratch)
+			munmap(a->scratch, a->page_size);
+	}
+	free(a->live);
+	free(a->head);
+	free(a->backed);
+	pthread_mutex_destroy(&a->lock);
+	free(a);
+}
+
+int rewire_arena_create(const struct rewire_options *opts,
+			struct rewire_arena **arenap)
+{
+	struct rewire_arena *a;
+	size_t page_size = (size_t)sysconf(_SC_PAGESIZE), words, len;
+	int ret;
+
+	if (!opts || !arenap || opts->struct_size < OPTIONS_V1_SIZE)
+		return -EINVAL;
+	if (!opts->reserve || opts->flags & ~REWIRE_ONFAULT || opts->numa_node < -1)
+		return -EINVAL;
+	if (opts->reserve > SIZE_MAX - page_size)
+		return -ENOMEM;
+	pthread_once(&atfork_once, register_atfork);
+
+	a = calloc(1, sizeof(*a));
+	if (!a)
+		return -ENOMEM;
+	pthread_mutex_init(&a->lock, NULL);
+	a->page_size = page_size;
+	a->page_shift = (unsigned int)__builtin_ctzl(page_size);
+	a->npages = (opts->reserve + page_size - 1) >> a->page_shift;
+	a->budget_pages = opts->lock_budget ? opts->lock_budget >> a->page_shift : a->npages;
+	if (a->budget_pages > a->npages)
+		a->budget_pages = a->npages;
+	a->flags = opts->flags;
+	a->fork_gen = __atomic_load_n(&fork_generation, __ATOMIC_RELAXED);
+	len = a->npages << a->page_shift;
+
+	words = bitmap_words(a->npages);
+	a->live = calloc(words, sizeof(uint64_t));
+	a->head = calloc(words, sizeof(uint64_t));
+	a->backed = calloc(words, sizeof(uint64_t));
+	if (!a->live || !a->head || !a->backed) {
+		ret = -ENOMEM;
+		goto fail;
+	}
+	ret = choose_backend(a, opts->backend);
+	if (ret) {
+		a->backend = NULL;
+		goto fail;
+	}
+	ret = map_locked(page_size, -1, &a->scratch);
+	if (ret)
+		goto fail;
+	/* The scratch page is touched now so copying never faults. */
+	memset(a->scratch, 0, page_size);
+	ret = map_locked(len, opts->numa_node, &a->base);
+	if (ret)
+		goto fail;
+	*arenap = a;
+	return 0;
+fail:
+	free_arena(a, true);
+	return ret;
+}
+
+void rewire_arena_destroy(struct rewire_arena *a)
+{
+	if (!a)
+		return;
+	/* A forked child has no arena memory, and the range may be reused. */
+	free_arena(a, !arena_forked(a));
+}
+
+const char *rewire_backend_name(const struct rewire_arena *a)
+{
+	if (!a) {
+		errno = EINVAL;
+		return NULL;
+	}
+	return a->backend->name;
+}
+
+int pages_populate(struct rewire_arena *a, size_t start, size_t n)
+{
+	while (madvise(page_addr(a, start), n << a->page_shift, MADV_POPULATE_WRITE)) {
+		if (errno != EINTR)
+			return -ENOMEM;
+	}
+	return 0;
+}
+
+int pages_discard(struct rewire_arena *a, size_t start, size_t n)
+{
+	if (madvise(page_addr(a, start), n << a->page_shift, MADV_DONTNEED_LOCKED))
+		return -errno;
+	return 0;
+}
+
+/* Pages counted as holes may have been touched; drop whatever is there. */
+void discard_hole_pages(struct rewire_arena *a, size_t start, size_t n)
+{
+	size_t end = start + n, i = start, j;
+
+	while ((i = bits_find(a->backed, i, end, false)) < end) {
+		j = bits_find(a->backed, i, end, true);
+		pages_discard(a, i, j - i);
+		i = j;
+	}
+}
+
+/* Free pages that still hold data become holes again. */
+static void purge_cached(struct rewire_arena *a)
+{
+	size_t i = 0, j, end = a->npages;
+
+	while ((i = bits_find(a->live, i, end, false)) < end) {
+		j = bits_find(a->live, i, end, true);
+		for (size_t k = i; (k = bits_find(a->backed, k, j, true)) < j;) {
+			size_t m = bits_find(a->backed, k, j, false);
+
+			if (!pages_discard(a, k, m - k)) {
+				bits_clear(a->backed, k, m - k);
+				a->nbacked -= m - k;
+			}
+			k = m;
+		}
+		i = j;
+	}
+}
+
+/* Ensure the holes of the free range [start, start + n) fit the lock budget
+ * once backed, giving cached pages back to the kernel if they must make room. */
+int make_room(struct rewire_arena *a, size_t start, size_t n)
+{
+	if (a->nbacked + n - bits_count(a->backed, start, n) <= a->budget_pages)
+		return 0;
+	purge_cached(a);
+	return a->nbacked + n - bits_count(a->backed, start, n) <= a->budget_pages ?
+	       0 : -ENOMEM;
+}
+
+int rewire_purge(struct rewire_arena *a)
+{
+	if (!a)
+		return -EINVAL;
+	if (arena_forked(a))
+		return -EFAULT;
+	pthread_mutex_lock(&a->lock);
+	purge_cached(a);
+	pthread_mutex_unlock(&a->lock);
+	return 0;
+}
+
+/* Resident pages of a locked range are locked pages. */
+static size_t resident_pages(const struct rewire_arena *a)
+{
+	unsigned char vec[4096];
+	size_t done = 0, count = 0;
+
+	while (done < a->npages) {
+		size_t n = a->npages - done < sizeof(vec) ? a->npages - done : sizeof(vec);
+
+		if (mincore(page_addr(a, done), n << a->page_shift, vec))
+			return 0;
+		for (size_t i = 0; i < n; i++)
+			count += vec[i] & 1;
+		done += n;
+	}
+	return count;
+}
+
+int rewire_arena_stats(struct rewire_arena *a, struct rewire_stats *st)
+{
+	if (!a || !st)
+		return -EINVAL;
+	if (arena_forked(a))
+		return -EFAULT;
+	pthread_mutex_lock(&a->lock);
+	memset(st, 0, sizeof(*st));
+	st->reserved = a->npages << a->page_shift;
+	st->lock_budget = a->budget_pages << a->page_shift;
+	st->allocated = a->nlive << a->page_shift;
+	st->free = (a->npages - a->nlive) << a->page_shift;
+	st->backed = a->nbacked << a->page_shift;
+	st->locked = resident_pages(a) << a->page_shift;
+	st->batches = a->batches;
+	st->ops = a->ops;
+	st->pages_remapped = a->pages_remapped;
+	st->pages_copied = a->pages_copied;
+	for (size_t i = 0; (i = bits_find(a->live, i, a->npages, false)) < a->npages;) {
+		size_t j = bits_find(a->live, i, a->npages, true);
+
+		st->cached += bits_count(a->backed, i, j - i);
+		i = j;
+	}
+	st->cached <<= a->page_shift;
+	pthread_mutex_unlock(&a->lock);
+	return 0;
+}

@@ -1,0 +1,82 @@
+/* Page bitmaps: one bit per arena page. Ranges are [start, start + n). */
+#ifndef REWIRE_BITMAP_H
+#define REWIRE_BITMAP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define BITS_PER_WORD 64
+
+static inline size_t bitmap_words(size_t nbits)
+{
+	return (nbits + BITS_PER_WORD - 1) / BITS_PER_WORD;
+}
+
+static inline bool bit_test(const uint64_t *map, size_t i)
+{
+	return map[i / BITS_PER_WORD] >> (i % BITS_PER_WORD) & 1;
+}
+
+/* Mask of the bits of word w that fall in [start, end). */
+static inline uint64_t word_mask(size_t w, size_t start, size_t end)
+{
+	size_t lo = w * BITS_PER_WORD, hi = lo + BITS_PER_WORD;
+	uint64_t m = ~(uint64_t)0;
+
+	if (start > lo)
+		m &= ~(uint64_t)0 << (start - lo);
+	if (end < hi)
+		m &= ~(~(uint64_t)0 << (end - lo));
+	return m;
+}
+
+static inline void bits_assign(uint64_t *map, size_t start, size_t n, bool v)
+{
+	size_t end = start + n;
+
+	for (size_t w = start / BITS_PER_WORD; n && w <= (end - 1) / BITS_PER_WORD; w++) {
+		if (v)
+			map[w] |= word_mask(w, start, end);
+		else
+			map[w] &= ~word_mask(w, start, end);
+	}
+}
+
+static inline void bits_set(uint64_t *map, size_t start, size_t n)
+{
+	bits_assign(map, start, n, true);
+}
+
+static inline void bits_clear(uint64_t *map, size_t start, size_t n)
+{
+	bits_assign(map, start, n, false);
+}
+
+static inline size_t bits_count(const uint64_t *map, size_t start, size_t n)
+{
+	size_t end = start + n, c = 0;
+
+	for (size_t w = start / BITS_PER_WORD; n && w <= (end - 1) / BITS_PER_WORD; w++)
+		c += (size_t)__builtin_popcountll(map[w] & word_mask(w, start, end));
+	return c;
+}
+
+/* First index in [start, end) whose bit equals v, or end. */
+static inline size_t bits_find(const uint64_t *map, size_t start, size_t end, bool v)
+{
+	for (size_t w = start / BITS_PER_WORD; start < end && w <= (end - 1) / BITS_PER_WORD; w++) {
+		uint64_t x = (v ? map[w] : ~map[w]) & word_mask(w, start, end);
+
+		if (x)
+			return w * BITS_PER_WORD + (size_t)__builtin_ctzll(x);
+	}
+	return end;
+}
+
+static inline bool bits_all(const uint64_t *map, size_t start, size_t n, bool v)
+{
+	return bits_find(map, start, start + n, !v) == start + n;
+}
+
+#endif

@@ -1,0 +1,208 @@
+/* Page operations: validate every operation once against the arena's page
+ * states, then hand the whole batch to the backend in one call. */
+#include "config.h"
+
+#include <errno.h>
+#include <stdlib.h>
+
+#include "bitmap.h"
+#include "internal.h"
+
+/* Resolve [p, p + len) to pages of live runs. */
+static int check_range(const struct rewire_arena *a, const void *p, size_t len,
+		       size_t *first)
+{
+	uintptr_t addr = (uintptr_t)p, base = (uintptr_t)a->base;
+	size_t size = a->npages << a->page_shift;
+
+	if ((addr | len) & (a->page_size - 1) || !len)
+		return -EINVAL;
+	if (addr < base || addr - base >= size || len > size - (addr - base))
+		return -EFAULT;
+	*first = page_index(a, p);
+	if (!bits_all(a->live, *first, len >> a->page_shift, true))
+		return -EFAULT;
+	return 0;
+}
+
+static bool overlap(const void *x, const void *y, size_t len)
+{
+	uintptr_t a = (uintptr_t)x, b = (uintptr_t)y;
+
+	return a < b ? b - a < len : a - b < len;
+}
+
+/* The backed/hole state an operation changes; only moves change it. */
+static void apply_state(struct rewire_arena *a, const struct page_op *op, bool undo)
+{
+	size_t d, s;
+
+	if (op->type != REWIRE_OP_MOVE)
+		return;
+	d = page_index(a, op->dst);
+	s = page_index(a, op->src);
+	bits_assign(a->backed, d, op->npages, !undo);
+	bits_assign(a->backed, s, op->npages, undo);
+}
+
+static int check_permutation(const size_t *perm, size_t n)
+{
+	uint64_t *seen = calloc(bitmap_words(n), sizeof(uint64_t));
+	int ret = 0;
+
+	if (!seen)
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++) {
+		if (perm[i] >= n || bit_test(seen, perm[i])) {
+			ret = -EINVAL;
+			break;
+		}
+		bits_set(seen, perm[i], 1);
+	}
+	free(seen);
+	return ret;
+}
+
+/* Check one user operation against the current page states and lower it. */
+static int check_op(const struct rewire_arena *a, const struct rewire_op *uop,
+		    struct page_op *op)
+{
+	size_t d, s, n;
+	int ret;
+
+	if (uop->flags)
+		return -EINVAL;
+	op->type = uop->type;
+	op->dst = uop->dst;
+	op->src = uop->src;
+	op->perm = NULL;
+	switch (uop->type) {
+	case REWIRE_OP_MOVE:
+	case REWIRE_OP_SWAP:
+		ret = check_range(a, uop->dst, uop->len, &d);
+		if (!ret)
+			ret = check_range(a, uop->src, uop->len, &s);
+		if (ret)
+			return ret;
+		if (overlap(uop->dst, uop->src, uop->len))
+			return -EINVAL;
+		n = uop->len >> a->page_shift;
+		if (uop->type == REWIRE_OP_MOVE) {
+			if (!bits_all(a->backed, d, n, false))
+				return -EEXIST;
+		} else if (!bits_all(a->backed, d, n, true)) {
+			return -ENOENT;
+		}
+		if (!bits_all(a->backed, s, n, true))
+			return -ENOENT;
+		op->npages = n;
+		return 0;
+	case REWIRE_OP_PERMUTE:
+		if (!uop->perm || uop->src)
+			return -EINVAL;
+		ret = check_range(a, uop->dst, uop->len, &d);
+		if (ret)
+			return ret;
+		n = uop->len >> a->page_shift;
+		if (!bits_all(a->backed, d, n, true))
+			return -ENOENT;
+		ret = check_permutation(uop->perm, n);
+		if (ret)
+			return ret;
+		op->src = NULL;
+		op->perm = uop->perm;
+		op->npages = n;
+		return 0;
+	default:
+		return -EINVAL;
+	}
+}
+
+/*
+ * Run already validated operations whose state change is already recorded.
+ * On failure the state of the operations not applied is rolled back.
+ */
+int ops_apply(struct rewire_arena *a, const struct page_op *ops, size_t nops,
+	      size_t *done)
+{
+	struct apply_result res = { 0, 0, 0 };
+	int ret = a->backend->apply(a, ops, nops, &res);
+
+	if (ret)
+		for (size_t i = nops; i-- > res.done;)
+			apply_state(a, &ops[i], true);
+	a->batches++;
+	a->ops += res.done;
+	a->pages_remapped += res.remapped;
+	a->pages_copied += res.copied;
+	*done = res.done;
+	return ret;
+}
+
+int rewire_batch(struct rewire_arena *a, const struct rewire_op *uops,
+		 size_t nops, size_t *donep)
+{
+	struct page_op one, *ops;
+	size_t i, done = 0;
+	int ret = 0;
+
+	if (donep)
+		*donep = 0;
+	if (!a || (!uops && nops))
+		return -EINVAL;
+	if (arena_forked(a))
+		return -EFAULT;
+	if (!nops)
+		return 0;
+	ops = nops == 1 ? &one : calloc(nops, sizeof(*ops));
+	if (!ops)
+		return -ENOMEM;
+
+	pthread_mutex_lock(&a->lock);
+	for (i = 0; i < nops; i++) {
+		ret = check_op(a, &uops[i], &ops[i]);
+		if (ret)
+			break;
+		apply_state(a, &ops[i], false);
+	}
+	if (ret) {
+		while (i-- > 0)
+			apply_state(a, &ops[i], true);
+	} else {
+		ret = ops_apply(a, ops, nops, &done);
+	}
+	pthread_mutex_unlock(&a->lock);
+
+	if (ops != &one)
+		free(ops);
+	if (donep)
+		*donep = done;
+	return ret;
+}
+
+int rewire_move(struct rewire_arena *a, void *dst, void *src, size_t len)
+{
+	struct rewire_op op = { REWIRE_OP_MOVE, 0, dst, src, len, NULL };
+
+	return rewire_batch(a, &op, 1, NULL);
+}
+
+int rewire_swap(struct rewire_arena *a, void *x, void *y, size_t len)
+{
+	struct rewire_op op = { REWIRE_OP_SWAP, 0, x, y, len, NULL };
+
+	return rewire_batch(a, &op, 1, NULL);
+}
+
+int rewire_permute(struct rewire_arena *a, void *base, const size_t *perm,
+		   size_t npages)
+{
+	struct rewire_op op = { REWIRE_OP_PERMUTE, 0, base, NULL, 0, perm };
+
+	if (!a || !perm || !npages)
+		return -EINVAL;
+	if (npages > SIZE_MAX >> a->page_shift)
+		return -EFAULT;
+	op.len = npages << a->page_shift;
+	return rewire_batch(a, &op, 1, NULL);
+}

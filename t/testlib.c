@@ -1,0 +1,161 @@
+/* Helpers the tests share. */
+#define _GNU_SOURCE
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "testlib.h"
+
+size_t page_size;
+static uint64_t rnd_state;
+
+struct rewire_arena *test_arena(size_t reserve_pages, size_t budget_pages,
+				unsigned int flags)
+{
+	struct rewire_options o;
+	struct rewire_arena *a;
+	int ret;
+
+	page_size = (size_t)sysconf(_SC_PAGESIZE);
+	rewire_options_init(&o);
+	o.reserve = reserve_pages * page_size;
+	o.lock_budget = budget_pages * page_size;
+	o.flags = flags;
+	ret = rewire_arena_create(&o, &a);
+	if (ret)
+		bail("cannot create an arena on backend %s: %s",
+		     getenv("REWIRE_BACKEND") ? getenv("REWIRE_BACKEND") : "auto",
+		     strerror(-ret));
+	return a;
+}
+
+static uint64_t word_of(uint64_t tag, size_t i)
+{
+	return tag * 0x9e3779b97f4a7c15ull ^ i;
+}
+
+void tag_page(void *page, uint64_t tag)
+{
+	uint64_t *w = page;
+
+	for (size_t i = 0; i < page_size / sizeof(*w); i++)
+		w[i] = word_of(tag, i);
+}
+
+bool page_has_tag(const void *page, uint64_t tag)
+{
+	const uint64_t *w = page;
+
+	for (size_t i = 0; i < page_size / sizeof(*w); i++)
+		if (w[i] != word_of(tag, i))
+			return false;
+	return true;
+}
+
+bool page_resident(const void *page)
+{
+	unsigned char v = 0;
+
+	if (mincore((void *)page, page_size, &v))
+		return false;
+	return v & 1;
+}
+
+bool check_pages(const char *base, const uint64_t *model, size_t npages)
+{
+	for (size_t i = 0; i < npages; i++) {
+		const char *p = base + i * page_size;
+
+		if (model[i] == HOLE) {
+			if (page_resident(p)) {
+				diag("page %zu should be a hole but holds data", i);
+				return false;
+			}
+		} else if (!page_has_tag(p, model[i])) {
+			uint64_t found = ((const uint64_t *)p)[0];
+			size_t j;
+
+			for (j = 0; j < npages; j++)
+				if (model[j] != HOLE && found == word_of(model[j], 0))
+					break;
+			diag("page %zu should hold tag %llu; holds %s %zu", i,
+			     (unsigned long long)model[i],
+			     j < npages ? "the data of model page" : "unknown data", j);
+			return false;
+		}
+	}
+	return true;
+}
+
+uint64_t test_seed(void)
+{
+	const char *s = getenv("REWIRE_SEED");
+	uint64_t seed = s ? strtoull(s, NULL, 0) : (uint64_t)time(NULL) ^ (uint64_t)getpid() << 20;
+
+	diag("seed %llu (replay with REWIRE_SEED=%llu)", (unsigned long long)seed,
+	     (unsigned long long)seed);
+	rnd_state = seed ? seed : 1;
+	return seed;
+}
+
+uint64_t rnd(void)
+{
+	/* xorshift64* */
+	rnd_state ^= rnd_state >> 12;
+	rnd_state ^= rnd_state << 25;
+	rnd_state ^= rnd_state >> 27;
+	return rnd_state * 0x2545f4914f6cdd1dull;
+}
+
+size_t rnd_below(size_t n)
+{
+	return n ? (size_t)(rnd() % n) : 0;
+}
+
+void shuffle(size_t *v, size_t n)
+{
+	for (size_t i = n; i > 1; i--) {
+		size_t j = rnd_below(i), t = v[i - 1];
+
+		v[i - 1] = v[j];
+		v[j] = t;
+	}
+}
+
+static long status_field(const char *name)
+{
+	FILE *f = fopen("/proc/self/status", "r");
+	char line[256];
+	long v = -1;
+	size_t n = strlen(name);
+
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		if (!strncmp(line, name, n) && line[n] == ':')
+			v = strtol(line + n + 1, NULL, 10);
+	fclose(f);
+	return v;
+}
+
+long vm_locked_kb(void)
+{
+	return status_field("VmLck");
+}
+
+long map_count(void)
+{
+	FILE *f = fopen("/proc/self/maps", "r");
+	long n = 0;
+	int c;
+
+	if (!f)
+		return -1;
+	while ((c = fgetc(f)) != EOF)
+		n += c == '\n';
+	fclose(f);
+	return n;
+}

@@ -1,0 +1,38 @@
+/* Helpers the tests share: arenas on the backend under test, page tags, a
+ * model of where every tagged page should be, and leak measurements. */
+#ifndef REWIRE_TESTLIB_H
+#define REWIRE_TESTLIB_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "rewire.h"
+#include "tap.h"
+
+#define HOLE 0	/* model value of a page that must hold no data */
+
+extern size_t page_size;
+
+/* An arena on $REWIRE_BACKEND (or auto); bails out if it cannot be made. */
+struct rewire_arena *test_arena(size_t reserve_pages, size_t budget_pages,
+				unsigned int flags);
+
+void tag_page(void *page, uint64_t tag);
+bool page_has_tag(const void *page, uint64_t tag);
+bool page_resident(const void *page);
+
+/* Check npages pages at base against model[]: a tag's data, or HOLE (not
+ * resident). Prints the first mismatch. */
+bool check_pages(const char *base, const uint64_t *model, size_t npages);
+
+/* Deterministic random numbers; the seed comes from $REWIRE_SEED or time. */
+uint64_t test_seed(void);
+uint64_t rnd(void);
+size_t rnd_below(size_t n);
+void shuffle(size_t *v, size_t n);
+
+long vm_locked_kb(void);
+long map_count(void);
+
+#endif
