@@ -289,15 +289,33 @@ static void purge_cached(struct rewire_arena *a)
 	}
 }
 
-/* Ensure the holes of the free range [start, start + n) fit the lock budget
- * once backed, giving cached pages back to the kernel if they must make room. */
+static size_t cached_pages(const struct rewire_arena *a)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; (i = bits_find(a->live, i, a->npages, false)) < a->npages;) {
+		size_t j = bits_find(a->live, i, a->npages, true);
+
+		n += bits_count(a->backed, i, j - i);
+		i = j;
+	}
+	return n;
+}
+
+/*
+ * Ensure the holes of the free range [start, start + n) fit the lock budget
+ * once backed. Cached pages are given back only when that makes room, so a
+ * failing call changes nothing.
+ */
 int make_room(struct rewire_arena *a, size_t start, size_t n)
 {
 	if (a->nbacked + n - bits_count(a->backed, start, n) <= a->budget_pages)
 		return 0;
+	/* After a purge the whole free range is holes. */
+	if (a->nbacked - cached_pages(a) + n > a->budget_pages)
+		return -ENOMEM;
 	purge_cached(a);
-	return a->nbacked + n - bits_count(a->backed, start, n) <= a->budget_pages ?
-	       0 : -ENOMEM;
+	return 0;
 }
 
 int rewire_purge(struct rewire_arena *a)
@@ -348,13 +366,7 @@ int rewire_arena_stats(struct rewire_arena *a, struct rewire_stats *st)
 	st->ops = a->ops;
 	st->pages_remapped = a->pages_remapped;
 	st->pages_copied = a->pages_copied;
-	for (size_t i = 0; (i = bits_find(a->live, i, a->npages, false)) < a->npages;) {
-		size_t j = bits_find(a->live, i, a->npages, true);
-
-		st->cached += bits_count(a->backed, i, j - i);
-		i = j;
-	}
-	st->cached <<= a->page_shift;
+	st->cached = cached_pages(a) << a->page_shift;
 	pthread_mutex_unlock(&a->lock);
 	return 0;
 }

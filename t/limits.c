@@ -1,2 +1,133 @@
+/* The lock budget and RLIMIT_MEMLOCK: exhaustion fails cleanly, changes
+ * nothing, and leaves no mapping or locked memory behind. */
+#include <errno.h>
+#include <linux/capability.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include "testlib.h"
-int main(void){plan(1);ok(1,"placeholder");return done_testing();}
+
+static bool stats_equal(struct rewire_arena *a, const struct rewire_stats *want)
+{
+	struct rewire_stats now;
+
+	rewire_arena_stats(a, &now);
+	return !memcmp(&now, want, sizeof(now));
+}
+
+static void budget(void)
+{
+	struct rewire_arena *a = test_arena(64, 16, 0);
+	struct rewire_stats st;
+	size_t ps = page_size;
+	char *x, *y, *z;
+
+	x = rewire_alloc(a, 8 * ps, 0);
+	y = rewire_alloc(a, 8 * ps, 0);
+	ok(x && y, "budget 16 pages: two runs of 8");
+	tag_page(y, 77);
+	rewire_arena_stats(a, &st);
+	errno = 0;
+	ok(!rewire_alloc(a, ps, 0) && errno == ENOMEM, "a 17th page is refused with ENOMEM");
+	ok(stats_equal(a, &st), "and changes nothing");
+	z = rewire_alloc(a, ps, REWIRE_ALLOC_HOLES);
+	ok(z != NULL, "a run of holes costs no budget");
+	rewire_free(a, z);
+	rewire_free(a, x);
+	rewire_arena_stats(a, &st);
+	is_int(8 * (long long)ps, (long long)st.cached, "freed pages are cached");
+	errno = 0;
+	ok(!rewire_alloc(a, 9 * ps, 0) && errno == ENOMEM, "9 new pages do not fit even after a purge");
+	ok(stats_equal(a, &st), "the failed call did not purge the cache");
+	z = rewire_realloc(a, y, 16 * ps);
+	ok(z == y && page_has_tag(z, 77), "growing by 8 pages purges the cache to make room");
+	rewire_arena_stats(a, &st);
+	ok(!st.cached && st.backed == 16 * ps, "cache gone, 16 pages backed");
+	errno = 0;
+	ok(!rewire_realloc(a, z, 17 * ps) && errno == ENOMEM, "growing past the budget: ENOMEM");
+	ok(stats_equal(a, &st) && page_has_tag(z, 77), "the run is untouched");
+	rewire_arena_destroy(a);
+
+	a = test_arena(64, 4, REWIRE_ONFAULT);
+	x = rewire_alloc(a, 4 * ps, 0);
+	errno = 0;
+	ok(x && !rewire_alloc(a, ps, 0) && errno == ENOMEM,
+	   "ONFAULT: untouched allocations count against the budget too");
+	rewire_arena_destroy(a);
+}
+
+static int drop_ipc_lock(void)
+{
+	struct __user_cap_header_struct h = { _LINUX_CAPABILITY_VERSION_3, 0 };
+	struct __user_cap_data_struct d[2];
+
+	if (syscall(SYS_capget, &h, d))
+		return -1;
+	d[0].effective &= ~(1u << CAP_IPC_LOCK);
+	d[0].permitted &= ~(1u << CAP_IPC_LOCK);
+	d[0].inheritable &= ~(1u << CAP_IPC_LOCK);
+	return (int)syscall(SYS_capset, &h, d);
+}
+
+static const char *const rlimit_checks[] = {
+	"rlimit: CAP_IPC_LOCK dropped, RLIMIT_MEMLOCK set to 256 KiB",
+	"rlimit: a 1 MiB arena is refused with ENOMEM",
+	"rlimit: the refusal leaves no mapping and no locked memory",
+	"rlimit: a 128 KiB arena fits and all of it can be allocated",
+	"rlimit: destroying it unlocks everything",
+	"rlimit: with RLIMIT_MEMLOCK 0 creation fails with EPERM",
+};
+
+static int rlimit_child(void)
+{
+	struct rlimit rl = { 256 << 10, 256 << 10 };
+	struct rewire_options o;
+	struct rewire_arena *a;
+	long lck, maps;
+	int failed = 0, ret;
+
+	if (drop_ipc_lock() || setrlimit(RLIMIT_MEMLOCK, &rl))
+		return 0xff;
+	lck = vm_locked_kb();
+	maps = map_count();
+	rewire_options_init(&o);
+	o.reserve = 1 << 20;
+	ret = rewire_arena_create(&o, &a);
+	if (ret != -ENOMEM)
+		failed |= 1 << 1;
+	if (vm_locked_kb() != lck || map_count() != maps)
+		failed |= 1 << 2;
+	o.reserve = 128 << 10;
+	if (rewire_arena_create(&o, &a) || !rewire_alloc(a, o.reserve, REWIRE_ALLOC_ZERO))
+		failed |= 1 << 3;
+	else
+		rewire_arena_destroy(a);
+	if (vm_locked_kb() != lck || map_count() != maps)
+		failed |= 1 << 4;
+	rl.rlim_cur = rl.rlim_max = 0;
+	if (setrlimit(RLIMIT_MEMLOCK, &rl) || rewire_arena_create(&o, &a) != -EPERM)
+		failed |= 1 << 5;
+	return failed;
+}
+
+int main(void)
+{
+	int status = -1;
+	pid_t pid;
+
+	test_arena(1, 0, 0);	/* sets page_size; freed at exit */
+	plan(18);
+	budget();
+	fflush(stdout);
+	pid = fork();
+	if (pid == 0)
+		_exit(rlimit_child());
+	waitpid(pid, &status, 0);
+	for (unsigned i = 0; i < sizeof(rlimit_checks) / sizeof(rlimit_checks[0]); i++)
+		ok(WIFEXITED(status) && !(WEXITSTATUS(status) & 1 << i), "%s", rlimit_checks[i]);
+	return done_testing();
+}
