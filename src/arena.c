@@ -234,8 +234,8 @@ void rewire_arena_destroy(struct rewire_arena *a)
 
 const char *rewire_backend_name(const struct rewire_arena *a)
 {
-	if (!a) {
-		errno = EINVAL;
+	if (!a || arena_forked(a)) {
+		errno = a ? EFAULT : EINVAL;
 		return NULL;
 	}
 	return a->backend->name;
