@@ -26,6 +26,7 @@ static const char *const child_checks[] = {
 	"child: free fails with -EFAULT",
 	"child: stats fail with -EFAULT",
 	"child: destroy of the inherited arena is safe",
+	"child: backend_name fails with EFAULT",
 };
 
 static int child(struct rewire_arena *a, char *p)
@@ -51,6 +52,9 @@ static int child(struct rewire_arena *a, char *p)
 		failed |= 1 << 4;
 	if (rewire_arena_stats(a, &st) != -EFAULT)
 		failed |= 1 << 5;
+	errno = 0;
+	if (rewire_backend_name(a) || errno != EFAULT)
+		failed |= 1 << 7;
 	/* The child may map something else where the arena was. */
 	if (mmap(p, page_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED,
 		 -1, 0) != p)
@@ -70,7 +74,7 @@ int main(void)
 	int status = -1;
 	pid_t pid;
 
-	plan(11);
+	plan(12);
 	if (!p || !rewire_alloc(a, 8 * page_size, REWIRE_ALLOC_HOLES))
 		bail("no memory");
 	for (int i = 0; i < 8; i++) {
