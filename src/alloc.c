@@ -11,7 +11,7 @@
 #define ALLOC_FLAGS (REWIRE_ALLOC_ZERO | REWIRE_ALLOC_HOLES)
 
 /* Lowest index of n free pages at or after from, or npages. */
-static size_t find_free(const struct rewire_arena *a, size_t n)
+size_t find_free(const struct rewire_arena *a, size_t n)
 {
 	size_t i = a->first_free, end = a->npages;
 
@@ -99,7 +99,7 @@ static int back_pages(struct rewire_arena *a, size_t start, size_t n, bool zero)
 }
 
 /* Turn every page of the range into a hole, dropping cached data. */
-static void make_holes(struct rewire_arena *a, size_t start, size_t n)
+void make_holes(struct rewire_arena *a, size_t start, size_t n)
 {
 	size_t backed = bits_count(a->backed, start, n);
 

@@ -45,11 +45,13 @@ static void register_atfork(void)
 
 /* In the order "auto" tries them. */
 static const struct backend *const backends[] = {
+	&backend_uffd,
+	&backend_mremap,
 	&backend_copy,
 };
 
 /* Names later releases add; naming one now is "not available here". */
-static const char *const planned_backends[] = { "kmod", "uffd", "mremap" };
+static const char *const planned_backends[] = { "kmod" };
 
 const char *rewire_version(void)
 {
@@ -72,6 +74,7 @@ static int choose_backend(struct rewire_arena *a, const char *name)
 	if (!name)
 		name = getenv("REWIRE_BACKEND");
 	if (!name || !*name || !strcmp(name, "auto")) {
+		a->plan = true;
 		for (i = 0; i < sizeof(backends) / sizeof(backends[0]); i++) {
 			a->backend = backends[i];
 			if (!backends[i]->init(a))
@@ -118,15 +121,24 @@ static int bind_node(char *base, size_t len, int node)
 #endif
 }
 
-/* Map len bytes that are private to this process and locked as they fault. */
-static int map_locked(size_t len, int node, char **out)
+/*
+ * Map len bytes that are private to this process and locked as they fault,
+ * at a fixed address that must be unmapped or else anywhere.
+ */
+static int map_locked(char *at, size_t len, int node, char **out)
 {
-	char *p = mmap(NULL, len, PROT_READ | PROT_WRITE,
-		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	char *p = mmap(at, len, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE |
+		       (at ? MAP_FIXED_NOREPLACE : 0), -1, 0);
 	int ret;
 
 	if (p == MAP_FAILED)
 		return -errno;
+	if (at && p != at) {
+		/* A kernel before 4.17 took MAP_FIXED_NOREPLACE as a hint. */
+		munmap(p, len);
+		return -EEXIST;
+	}
 	if (madvise(p, len, MADV_DONTFORK)) {
 		ret = -errno;
 		goto fail;
@@ -193,6 +205,7 @@ int rewire_arena_create(const struct rewire_options *opts,
 	if (a->budget_pages > a->npages)
 		a->budget_pages = a->npages;
 	a->flags = opts->flags;
+	a->numa_node = opts->numa_node;
 	a->fork_gen = __atomic_load_n(&fork_generation, __ATOMIC_RELAXED);
 	len = a->npages << a->page_shift;
 
@@ -204,19 +217,19 @@ int rewire_arena_create(const struct rewire_options *opts,
 		ret = -ENOMEM;
 		goto fail;
 	}
+	ret = map_locked(NULL, page_size, -1, &a->scratch);
+	if (ret)
+		goto fail;
+	/* The scratch page is touched now so copying never faults. */
+	memset(a->scratch, 0, page_size);
+	ret = map_locked(NULL, len, opts->numa_node, &a->base);
+	if (ret)
+		goto fail;
 	ret = choose_backend(a, opts->backend);
 	if (ret) {
 		a->backend = NULL;
 		goto fail;
 	}
-	ret = map_locked(page_size, -1, &a->scratch);
-	if (ret)
-		goto fail;
-	/* The scratch page is touched now so copying never faults. */
-	memset(a->scratch, 0, page_size);
-	ret = map_locked(len, opts->numa_node, &a->base);
-	if (ret)
-		goto fail;
 	*arenap = a;
 	return 0;
 fail:
@@ -239,6 +252,14 @@ const char *rewire_backend_name(const struct rewire_arena *a)
 		return NULL;
 	}
 	return a->backend->name;
+}
+
+/* Map holes again at addr, where the mremap backend took pages away. */
+int map_hole(struct rewire_arena *a, char *addr, size_t len)
+{
+	char *p;
+
+	return map_locked(addr, len, a->numa_node, &p);
 }
 
 int pages_populate(struct rewire_arena *a, size_t start, size_t n)

@@ -26,20 +26,37 @@ struct apply_result {
 	uint64_t copied;	/* pages moved by copying */
 };
 
+/* Measured costs in nanoseconds, for choosing between remapping and copying. */
+struct costs {
+	double copy_page;	/* memcpy of one page in place (swap, permute) */
+	double copy_call;	/* a copying move into holes: fixed part */
+	double copy_per_page;	/* and per page (populate, copy, discard) */
+	double remap_call;	/* a page-table move: fixed part */
+	double remap_per_page;	/* and per page */
+};
+
 /*
- * One mechanism that moves pages. apply() receives a whole batch and must
- * leave ops[0, done) fully applied and every later operation not applied at
- * all, whatever happens; that is the invariant of rewire(7).
+ * One mechanism that moves pages. A batch goes to the backend in one call:
+ * to apply() if it has one, else to plan_apply(), which uses remap(). Either
+ * way ops[0, done) end fully applied and every later operation not applied
+ * at all, whatever happens; that is the invariant of rewire(7).
  */
 struct backend {
 	const char *name;
-	int (*init)(struct rewire_arena *a);	/* -EOPNOTSUPP when unusable here */
+	/* Called once the arena is mapped; -EOPNOTSUPP when unusable here. */
+	int (*init)(struct rewire_arena *a);
 	void (*fini)(struct rewire_arena *a);
+	/* Move n pages from src to the holes at dst by changing page tables;
+	 * *moved counts the pages moved before an error. NULL: copy only. */
+	int (*remap)(struct rewire_arena *a, char *dst, char *src, size_t n,
+		     size_t *moved);
 	int (*apply)(struct rewire_arena *a, const struct page_op *ops,
 		     size_t nops, struct apply_result *res);
 };
 
 extern const struct backend backend_copy;
+extern const struct backend backend_uffd;
+extern const struct backend backend_mremap;
 
 struct rewire_arena {
 	pthread_mutex_t lock;
@@ -59,9 +76,12 @@ struct rewire_arena {
 	size_t nbacked;
 	size_t first_free;	/* no free page below this index */
 
+	int numa_node;
 	char *scratch;		/* one mlocked page for copying */
 	const struct backend *backend;
 	void *backend_data;
+	bool plan;		/* choose per operation between remap and copy */
+	struct costs costs;
 
 	uint64_t batches, ops, pages_remapped, pages_copied;
 };
@@ -88,6 +108,17 @@ int pages_populate(struct rewire_arena *a, size_t start, size_t n);
 int pages_discard(struct rewire_arena *a, size_t start, size_t n);
 void discard_hole_pages(struct rewire_arena *a, size_t start, size_t n);
 int make_room(struct rewire_arena *a, size_t start, size_t n);
+
+int map_hole(struct rewire_arena *a, char *addr, size_t len);
+void copy_costs(struct costs *c);
+
+/* alloc.c */
+size_t find_free(const struct rewire_arena *a, size_t n);
+void make_holes(struct rewire_arena *a, size_t start, size_t n);
+
+/* plan.c */
+int plan_apply(struct rewire_arena *a, const struct page_op *ops, size_t nops,
+	       struct apply_result *res);
 
 /* ops.c */
 int ops_apply(struct rewire_arena *a, const struct page_op *ops, size_t nops,

@@ -126,7 +126,8 @@ int ops_apply(struct rewire_arena *a, const struct page_op *ops, size_t nops,
 	      size_t *done)
 {
 	struct apply_result res = { 0, 0, 0 };
-	int ret = a->backend->apply(a, ops, nops, &res);
+	int ret = a->backend->apply ? a->backend->apply(a, ops, nops, &res) :
+		  plan_apply(a, ops, nops, &res);
 
 	if (ret)
 		for (size_t i = nops; i-- > res.done;)

@@ -212,7 +212,7 @@ int main(void)
 
 	arena = test_arena(4 * NP, 0, 0);
 	test_seed();
-	plan(21);
+	plan(22);
 	base = rewire_alloc(arena, NP * page_size, 0);
 	ok(base && rewire_alloc(arena, NP * page_size, REWIRE_ALLOC_HOLES) == at(NP),
 	   "a run of %d backed pages followed by one of %d holes", NP, NP);
@@ -227,6 +227,16 @@ int main(void)
 	random_cases(1500);
 	is_int(0, rewire_arena_stats(arena, &st), "stats");
 	is_int(NP * (long long)page_size, (long long)st.backed, "backed bytes unchanged by moves");
+	diag("backend %s: %llu pages remapped, %llu copied", rewire_backend_name(arena),
+	     (unsigned long long)st.pages_remapped, (unsigned long long)st.pages_copied);
+	/* A backend named explicitly always uses its own mechanism. */
+	if (getenv("REWIRE_BACKEND") && strcmp(getenv("REWIRE_BACKEND"), "copy") &&
+	    strcmp(getenv("REWIRE_BACKEND"), "auto"))
+		ok(st.pages_remapped > st.pages_copied, "%s moved most pages by remapping",
+		   rewire_backend_name(arena));
+	else
+		ok(!strcmp(rewire_backend_name(arena), "copy") || st.pages_remapped + st.pages_copied > 0,
+		   "pages were moved");
 	rewire_arena_destroy(arena);
 	return done_testing();
 }
