@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/mman.h>
+#include <time.h>
 
 #include "internal.h"
 
@@ -16,10 +17,25 @@
  * hole mapping at the source that may split its neighbours: four in all. */
 #define MAPS_PER_MOVE 4
 
+/* The rest of the process maps too: count again after this many moves or
+ * this long, whichever comes first. */
+#define RECOUNT_MOVES 64
+#define RECOUNT_NS 1000000
+
 struct mremap_state {
 	long max_maps;
-	long maps;		/* the process's mappings, counted or bounded above */
+	long maps;		/* mappings at the last count, plus ours since */
+	int moves;		/* since the last count */
+	double counted_at;
 };
+
+static double now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1e9 + ts.tv_nsec;
+}
 
 static long read_long(const char *path)
 {
@@ -48,12 +64,21 @@ static long count_maps(void)
 	return n;
 }
 
-/* Is there room for one more move? Recount when the estimate says no. */
+static void recount(struct mremap_state *m)
+{
+	m->maps = count_maps();
+	m->moves = 0;
+	m->counted_at = now_ns();
+}
+
+/* Is there room for one more move? Count again when the figure is stale or
+ * says no. */
 static bool room_for_move(struct mremap_state *m)
 {
-	if (m->maps + MAPS_PER_MOVE + MAP_HEADROOM <= m->max_maps)
-		return true;
-	m->maps = count_maps();
+	if (m->moves >= RECOUNT_MOVES || now_ns() - m->counted_at > RECOUNT_NS)
+		recount(m);
+	else if (m->maps + MAPS_PER_MOVE + MAP_HEADROOM > m->max_maps)
+		recount(m);
 	return m->maps >= 0 && m->maps + MAPS_PER_MOVE + MAP_HEADROOM <= m->max_maps;
 }
 
@@ -67,9 +92,25 @@ static int mremap_remap(struct rewire_arena *a, char *dst, char *src, size_t n,
 	/* Out of mappings: refuse, and the planner copies instead. */
 	if (!room_for_move(m))
 		return -ENOSPC;
-	if (mremap(src, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, dst) == MAP_FAILED)
-		return -errno;
+	if (mremap(src, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, dst) == MAP_FAILED) {
+		size_t half = n / 2, first;
+		int ret;
+
+		/* Earlier moves split the source into several mappings, and
+		 * mremap takes one at a time: move the halves separately. */
+		if (n == 1 || (errno != EFAULT && errno != EINVAL))
+			return -errno;
+		ret = mremap_remap(a, dst, src, half, &first);
+		*moved = first;
+		if (ret)
+			return ret;
+		ret = mremap_remap(a, dst + (half << a->page_shift),
+				   src + (half << a->page_shift), n - half, &first);
+		*moved += first;
+		return ret;
+	}
 	m->maps += MAPS_PER_MOVE;
+	m->moves++;
 	*moved = n;
 	/*
 	 * The data is at dst now; src must be arena holes again. This cannot
@@ -90,7 +131,7 @@ static int mremap_init(struct rewire_arena *a)
 	m->max_maps = read_long("/proc/sys/vm/max_map_count");
 	if (m->max_maps < 0)
 		m->max_maps = 65530;
-	m->maps = count_maps();
+	recount(m);
 	copy_costs(&a->costs);
 	/* Measured on 6.18: 5.3 to 8.3 us per call, VMA splits included. */
 	a->costs.remap_call = 6000;
