@@ -17,16 +17,20 @@
  * hole mapping at the source that may split its neighbours: four in all. */
 #define MAPS_PER_MOVE 4
 
-/* The rest of the process maps too: count again after this many moves or
- * this long, whichever comes first. */
-#define RECOUNT_MOVES 64
+/*
+ * The rest of the process maps too, so the figure is counted again from
+ * /proc/self/maps after this many calls or this long; counting is O(maps),
+ * so never more often than it keeps counting under a tenth of the time.
+ */
+#define RECOUNT_CALLS 64
 #define RECOUNT_NS 1000000
 
 struct mremap_state {
 	long max_maps;
 	long maps;		/* mappings at the last count, plus ours since */
-	int moves;		/* since the last count */
+	int calls;		/* since the last count */
 	double counted_at;
+	double count_cost;	/* ns the last count took */
 };
 
 static double now_ns(void)
@@ -66,20 +70,27 @@ static long count_maps(void)
 
 static void recount(struct mremap_state *m)
 {
+	double t = now_ns();
+
 	m->maps = count_maps();
-	m->moves = 0;
+	m->calls = 0;
 	m->counted_at = now_ns();
+	m->count_cost = m->counted_at - t;
 }
 
-/* Is there room for one more move? Count again when the figure is stale or
- * says no. */
+/* Is there room for one more move? */
 static bool room_for_move(struct mremap_state *m)
 {
-	if (m->moves >= RECOUNT_MOVES || now_ns() - m->counted_at > RECOUNT_NS)
+	double since = now_ns() - m->counted_at;
+	bool room = m->maps + MAPS_PER_MOVE + MAP_HEADROOM <= m->max_maps;
+
+	m->calls++;
+	if (since > 10 * m->count_cost &&
+	    (m->calls >= RECOUNT_CALLS || since > RECOUNT_NS || !room)) {
 		recount(m);
-	else if (m->maps + MAPS_PER_MOVE + MAP_HEADROOM > m->max_maps)
-		recount(m);
-	return m->maps >= 0 && m->maps + MAPS_PER_MOVE + MAP_HEADROOM <= m->max_maps;
+		room = m->maps >= 0 && m->maps + MAPS_PER_MOVE + MAP_HEADROOM <= m->max_maps;
+	}
+	return room;
 }
 
 static int mremap_remap(struct rewire_arena *a, char *dst, char *src, size_t n,
@@ -110,7 +121,6 @@ static int mremap_remap(struct rewire_arena *a, char *dst, char *src, size_t n,
 		return ret;
 	}
 	m->maps += MAPS_PER_MOVE;
-	m->moves++;
 	*moved = n;
 	/*
 	 * The data is at dst now; src must be arena holes again. This cannot

@@ -214,48 +214,153 @@ static int do_swap(struct rewire_arena *a, const struct page_op *op,
 	return 0;
 }
 
+/* Pages i .. i + n - 1 that go together to perm[i] .. perm[i] + n - 1. */
+struct run {
+	size_t src, dst, n;
+};
+
+static size_t find_runs(const size_t *perm, size_t n, struct run *r)
+{
+	size_t k = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		if (i && perm[i] == perm[i - 1] + 1) {
+			r[k - 1].n++;
+			continue;
+		}
+		r[k++] = (struct run){ i, perm[i], 1 };
+	}
+	return k;
+}
+
 /*
- * Permute through staging holes: every run of pages that stay adjacent
- * moves to its place in the stage in one step, then the whole stage moves
- * back in one contiguous step.
+ * When every run lands exactly on the place of a run of the same length
+ * (blocks permuted, say), the runs form cycles: walk each backwards through
+ * one staging slot, so each page moves once. from[] receives, for each run,
+ * the run whose pages come to its place. Returns the number of cycles, or
+ * SIZE_MAX if the runs do not line up.
+ */
+static size_t run_cycles(const struct run *r, size_t nruns, size_t n, size_t *from)
+{
+	size_t *at = malloc(n * sizeof(*at)), cycles = 0;
+	uint64_t *seen;
+
+	if (!at)
+		return SIZE_MAX;
+	for (size_t i = 0; i < n; i++)
+		at[i] = SIZE_MAX;
+	for (size_t k = 0; k < nruns; k++)
+		at[r[k].src] = k;
+	for (size_t k = 0; k < nruns; k++) {
+		size_t j = at[r[k].dst];
+
+		if (j == SIZE_MAX || r[j].n != r[k].n) {
+			free(at);
+			return SIZE_MAX;
+		}
+		from[j] = k;
+	}
+	free(at);
+	seen = calloc((nruns + 63) / 64, sizeof(uint64_t));
+	if (!seen)
+		return SIZE_MAX;
+	for (size_t k = 0; k < nruns; k++) {
+		if (from[k] == k || seen[k / 64] >> (k % 64) & 1)
+			continue;
+		cycles++;
+		for (size_t j = k; !(seen[j / 64] >> (j % 64) & 1); j = from[j])
+			seen[j / 64] |= 1ull << (j % 64);
+	}
+	free(seen);
+	return cycles;
+}
+
+static size_t cycle_steps(struct rewire_arena *a, char *base, const struct run *r,
+			  size_t nruns, const size_t *from, char *stage, struct step *s)
+{
+	size_t ps = a->page_size, k = 0;
+	uint64_t *seen = calloc((nruns + 63) / 64, sizeof(uint64_t));
+
+	if (!seen)
+		return 0;
+	for (size_t c = 0; c < nruns; c++) {
+		size_t j = c;
+
+		if (from[c] == c || seen[c / 64] >> (c % 64) & 1)
+			continue;
+		s[k++] = (struct step){ stage, base + r[c].src * ps, r[c].n };
+		for (;;) {
+			seen[j / 64] |= 1ull << (j % 64);
+			if (from[j] == c) {
+				s[k++] = (struct step){ base + r[j].src * ps, stage, r[j].n };
+				break;
+			}
+			s[k++] = (struct step){ base + r[j].src * ps, base + r[from[j]].src * ps,
+						r[j].n };
+			j = from[j];
+		}
+	}
+	free(seen);
+	return k;
+}
+
+/*
+ * Permute by page-table moves: through cycles of runs when the runs line
+ * up, else every run to its place in a staging area and then the whole
+ * stage back in one contiguous step. Copy when that is cheaper.
  */
 static int do_permute(struct rewire_arena *a, const struct page_op *op,
 		      struct apply_result *res)
 {
 	const struct costs *c = &a->costs;
-	size_t n = op->npages, runs = 1, k = 0, ps = a->page_size;
-	const size_t *perm = op->perm;
+	size_t n = op->npages, nruns, cycles, k = 0, max_run = 0, ps = a->page_size;
 	struct apply_result before = *res;
-	struct step *s;
-	uint64_t moved;
+	struct run *r = NULL;
+	size_t *from = NULL;
+	struct step *s = NULL;
+	double remap_ns;
+	uint64_t moved = 0;
 	char *stage;
-	int ret;
+	int ret = -ENOMEM;
 
-	for (size_t i = 1; i < n; i++)
-		runs += perm[i] != perm[i - 1] + 1;
-	if (runs == 1 && perm[0] == 0)
-		return 0;
-	if (!remap_is_cheaper(a, (double)(runs + 1) * c->remap_call + 2.0 * n * c->remap_per_page,
-			      n * c->copy_page) ||
-	    !(s = malloc((runs + 1) * sizeof(*s))))
-		return copy_permute(a, op->dst, perm, n, &res->copied);
-	stage = staging_area(a, n);
-	if (!stage) {
-		free(s);
-		return copy_permute(a, op->dst, perm, n, &res->copied);
+	if (!a->backend->remap)
+		return copy_permute(a, op->dst, op->perm, n, &res->copied);
+	r = malloc(n * sizeof(*r));
+	from = malloc(n * sizeof(*from));
+	if (!r || !from)
+		goto copy;
+	nruns = find_runs(op->perm, n, r);
+	for (size_t i = 0; i < nruns; i++) {
+		max_run = r[i].n > max_run ? r[i].n : max_run;
+		moved += r[i].src != r[i].dst ? r[i].n : 0;
 	}
-	for (size_t i = 0; i < n; i++) {
-		if (i && perm[i] == perm[i - 1] + 1) {
-			s[k - 1].n++;
-			continue;
-		}
-		s[k++] = (struct step){ stage + perm[i] * ps, op->dst + i * ps, 1 };
+	cycles = run_cycles(r, nruns, n, from);
+	if (cycles != SIZE_MAX)
+		remap_ns = (double)(nruns + cycles) * c->remap_call + (double)(moved + cycles * max_run) * c->remap_per_page;
+	else
+		remap_ns = (double)(nruns + 1) * c->remap_call + 2.0 * n * c->remap_per_page;
+	if (!remap_is_cheaper(a, remap_ns, n * c->copy_page))
+		goto copy;
+	stage = staging_area(a, cycles != SIZE_MAX ? max_run : n);
+	s = malloc((2 * nruns + 1) * sizeof(*s));
+	if (!stage || !s)
+		goto copy;
+	if (cycles != SIZE_MAX) {
+		k = cycle_steps(a, op->dst, r, nruns, from, stage, s);
+	} else {
+		for (size_t i = 0; i < nruns; i++)
+			s[k++] = (struct step){ stage + r[i].dst * ps, op->dst + r[i].src * ps, r[i].n };
+		s[k++] = (struct step){ op->dst, stage, n };
 	}
-	s[k++] = (struct step){ op->dst, stage, n };
-	moved = 0;
-	for (size_t i = 0; i < n; i++)
-		moved += perm[i] != i;
+	if (!k && moved)
+		goto copy;
 	ret = counted(res, &before, run_steps(a, s, k, res), moved);
+	goto out;
+copy:
+	ret = copy_permute(a, op->dst, op->perm, n, &res->copied);
+out:
+	free(r);
+	free(from);
 	free(s);
 	return ret;
 }
