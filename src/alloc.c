@@ -25,6 +25,27 @@ size_t find_free(const struct rewire_arena *a, size_t n)
 	return end;
 }
 
+/* Lowest index of n free pages that are all holes, or npages. */
+size_t find_free_holes(const struct rewire_arena *a, size_t n)
+{
+	size_t i = a->first_free, end = a->npages;
+
+	while (i < end) {
+		size_t live, backed;
+
+		i = bits_find(a->live, i, end, false);
+		i = bits_find(a->backed, i, end, false);
+		if (i >= end || bit_test(a->live, i))
+			continue;
+		live = bits_find(a->live, i, end, true);
+		backed = bits_find(a->backed, i, end, true);
+		if ((live < backed ? live : backed) - i >= n)
+			return i;
+		i = live < backed ? live : backed;
+	}
+	return end;
+}
+
 /* Index of the run starting at p, or -EINVAL in *err. */
 static int run_at(const struct rewire_arena *a, const void *p, size_t *start, size_t *n)
 {

@@ -114,6 +114,7 @@ void copy_costs(struct costs *c);
 
 /* alloc.c */
 size_t find_free(const struct rewire_arena *a, size_t n);
+size_t find_free_holes(const struct rewire_arena *a, size_t n);
 void make_holes(struct rewire_arena *a, size_t start, size_t n);
 
 /* plan.c */

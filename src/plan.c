@@ -157,15 +157,13 @@ static int counted(struct apply_result *res, const struct apply_result *before,
 	return ret;
 }
 
-/* Free holes of n pages to stage pages in, or NULL. */
+/* Free holes of n pages to stage pages in, or NULL. Cached pages are left
+ * alone: staging never changes what the arena holds. */
 static char *staging_area(struct rewire_arena *a, size_t n)
 {
-	size_t start = find_free(a, n);
+	size_t start = find_free_holes(a, n);
 
-	if (start == a->npages)
-		return NULL;
-	make_holes(a, start, n);
-	return page_addr(a, start);
+	return start == a->npages ? NULL : page_addr(a, start);
 }
 
 static bool remap_is_cheaper(const struct rewire_arena *a, double remap_ns, double copy_ns)

@@ -1,0 +1,446 @@
+/*
+ * Model-based random testing: long random sequences of every public
+ * operation, each checked against a simple model of the arena: after every
+ * step each page's residency and tag, and the statistics, must agree.
+ * REWIRE_SEED replays a sequence; REWIRE_MODEL_OPS sets its length.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "testlib.h"
+
+#define P 160			/* pages in the arena */
+#define BUDGET 120		/* lock budget in pages */
+#define MAXRUNS 64
+
+struct page {
+	bool live, backed;
+	uint64_t tag;		/* 0: contents not checked */
+};
+
+struct run {
+	size_t start, n;
+};
+
+static struct rewire_arena *arena;
+static char *base;
+static struct page m[P];
+static struct run runs[MAXRUNS];
+static size_t nruns;
+static uint64_t next_tag = 1, want_ops, want_moved;
+static long step;
+
+static char *at(size_t i)
+{
+	return base + i * page_size;
+}
+
+static size_t count_backed(size_t start, size_t n)
+{
+	size_t c = 0;
+
+	for (size_t i = start; i < start + n; i++)
+		c += m[i].backed;
+	return c;
+}
+
+static size_t nbacked(void)
+{
+	return count_backed(0, P);
+}
+
+static size_t ncached(void)
+{
+	size_t c = 0;
+
+	for (size_t i = 0; i < P; i++)
+		c += !m[i].live && m[i].backed;
+	return c;
+}
+
+static size_t first_fit(size_t n)
+{
+	for (size_t i = 0; i + n <= P; i++) {
+		size_t j = 0;
+
+		while (j < n && !m[i + j].live)
+			j++;
+		if (j == n)
+			return i;
+		i += j;
+	}
+	return SIZE_MAX;
+}
+
+static void purge(void)
+{
+	for (size_t i = 0; i < P; i++)
+		if (!m[i].live)
+			m[i].backed = false;
+}
+
+/* The library's budget rule for backing the free range [start, start + n). */
+static bool make_room(size_t start, size_t n)
+{
+	if (nbacked() + n - count_backed(start, n) <= BUDGET)
+		return true;
+	if (nbacked() - ncached() + n > BUDGET)
+		return false;
+	purge();
+	return true;
+}
+
+static void tag_new(size_t start, size_t n)
+{
+	for (size_t i = start; i < start + n; i++) {
+		m[i].tag = next_tag++;
+		tag_page(at(i), m[i].tag);
+	}
+}
+
+static void free_pages(size_t start, size_t n)
+{
+	for (size_t i = start; i < start + n; i++) {
+		m[i].live = false;
+		m[i].tag = 0;
+	}
+}
+
+static int fail(const char *fmt, long long want, long long got)
+{
+	diag("step %ld: %s: wanted %lld, got %lld", step, fmt, want, got);
+	return 1;
+}
+
+static int do_alloc(void)
+{
+	size_t n = 1 + rnd_below(rnd_below(4) ? 8 : 40), start = first_fit(n);
+	unsigned int flags = (unsigned int)rnd_below(3);	/* 0, ZERO, HOLES */
+	bool room = true;
+	char *p;
+
+	if (nruns == MAXRUNS)
+		return 0;
+	if (start != SIZE_MAX && flags != REWIRE_ALLOC_HOLES)
+		room = make_room(start, n);
+	errno = 0;
+	p = rewire_alloc(arena, n * page_size, flags);
+	if (start == SIZE_MAX || !room) {
+		return p ? fail("alloc should fail", 0, 1) :
+		       errno != ENOMEM ? fail("alloc errno", ENOMEM, errno) : 0;
+	}
+	if (p != at(start))
+		return fail("alloc address (page)", (long long)start,
+			    p ? (long long)((p - base) / (long)page_size) : -1);
+	runs[nruns++] = (struct run){ start, n };
+	for (size_t i = start; i < start + n; i++) {
+		m[i].live = true;
+		m[i].backed = flags != REWIRE_ALLOC_HOLES;
+		if (flags == REWIRE_ALLOC_ZERO)
+			for (size_t k = 0; k < page_size; k++)
+				if (p[(i - start) * page_size + k])
+					return fail("zeroed alloc has data at byte", 0, (long long)k);
+	}
+	if (flags != REWIRE_ALLOC_HOLES)
+		tag_new(start, n);
+	return 0;
+}
+
+static int do_free(void)
+{
+	size_t r;
+
+	if (!nruns)
+		return 0;
+	r = rnd_below(nruns);
+	if (rewire_free(arena, at(runs[r].start)))
+		return fail("free", 0, -1);
+	free_pages(runs[r].start, runs[r].n);
+	runs[r] = runs[--nruns];
+	return 0;
+}
+
+static int do_realloc(void)
+{
+	size_t r, start, n, newn, to;
+	struct run *run;
+	char *p;
+
+	if (!nruns)
+		return 0;
+	r = rnd_below(nruns);
+	run = &runs[r];
+	start = run->start;
+	n = run->n;
+	newn = 1 + rnd_below(rnd_below(4) ? 2 * n + 4 : 48);
+	errno = 0;
+	p = rewire_realloc(arena, at(start), newn * page_size);
+	if (newn <= n) {
+		if (p != at(start))
+			return fail("shrinking realloc moved", (long long)start, (long long)(p ? (p - base) / (long)page_size : -1));
+		free_pages(start + newn, n - newn);
+		run->n = newn;
+		return 0;
+	}
+	to = start;
+	{
+		size_t j = 0;
+
+		while (start + n + j < P && j < newn - n && !m[start + n + j].live)
+			j++;
+		if (j < newn - n)
+			to = first_fit(newn);
+	}
+	if (to == SIZE_MAX || !make_room(to + n, newn - n)) {
+		if (p)
+			return fail("realloc should fail", 0, 1);
+		return errno == ENOMEM ? 0 : fail("realloc errno", ENOMEM, errno);
+	}
+	if (p != at(to))
+		return fail("realloc address (page)", (long long)to,
+			    p ? (long long)((p - base) / (long)page_size) : -1);
+	if (to != start) {
+		/* The destination's cached pages are dropped, the pages move
+		 * with their states, one operation per stretch of backed pages. */
+		for (size_t i = to; i < to + n; i++)
+			m[i].backed = false;
+		for (size_t i = 0; i < n; i++) {
+			if (m[start + i].backed && (i == 0 || !m[to + i - 1].backed))
+				want_ops++;
+			want_moved += m[start + i].backed;
+			m[to + i] = m[start + i];
+			m[start + i] = (struct page){ false, false, 0 };
+		}
+	}
+	for (size_t i = to + n; i < to + newn; i++) {
+		m[i].live = true;
+		m[i].backed = true;
+	}
+	tag_new(to + n, newn - n);
+	run->start = to;
+	run->n = newn;
+	return 0;
+}
+
+static bool all(size_t i, size_t n, bool backed)
+{
+	for (size_t k = i; k < i + n; k++)
+		if (m[k].backed != backed)
+			return false;
+	return true;
+}
+
+static bool all_live(size_t i, size_t n)
+{
+	for (size_t k = i; k < i + n; k++)
+		if (!m[k].live)
+			return false;
+	return true;
+}
+
+static size_t perm_buf[8][P];
+
+/* A random operation over live pages, mostly one that can succeed. */
+static void random_op(struct rewire_op *op, int slot)
+{
+	size_t n = 1 + rnd_below(rnd_below(3) ? 4 : 12), d, s;
+	const struct run *r1 = &runs[rnd_below(nruns)], *r2 = &runs[rnd_below(nruns)];
+
+	d = r1->start + rnd_below(r1->n);
+	s = r2->start + rnd_below(r2->n);
+	if (d + n > P)
+		d = P - n;
+	if (s + n > P)
+		s = P - n;
+	memset(op, 0, sizeof(*op));
+	op->type = REWIRE_OP_MOVE + (uint32_t)rnd_below(3);
+	op->dst = at(d);
+	op->len = n * page_size;
+	if (op->type == REWIRE_OP_PERMUTE) {
+		for (size_t i = 0; i < n; i++)
+			perm_buf[slot][i] = i;
+		shuffle(perm_buf[slot], n);
+		op->perm = perm_buf[slot];
+	} else {
+		op->src = at(s);
+	}
+}
+
+/* The model's answer to an operation, applied to m when it succeeds. */
+static int model_op(const struct rewire_op *op, uint64_t *moved)
+{
+	size_t d = (size_t)((char *)op->dst - base) / page_size, n = op->len / page_size;
+	size_t s = op->src ? (size_t)((char *)op->src - base) / page_size : 0;
+	struct page tmp[P];
+
+	if (!all_live(d, n) || (op->src && !all_live(s, n)))
+		return -EFAULT;
+	if (op->type != REWIRE_OP_PERMUTE && (d < s ? s - d < n : d - s < n))
+		return -EINVAL;
+	switch (op->type) {
+	case REWIRE_OP_MOVE:
+		if (!all(d, n, false))
+			return -EEXIST;
+		if (!all(s, n, true))
+			return -ENOENT;
+		for (size_t k = 0; k < n; k++) {
+			m[d + k] = m[s + k];
+			m[s + k].backed = false;
+			m[s + k].tag = 0;
+		}
+		*moved += n;
+		return 0;
+	case REWIRE_OP_SWAP:
+		if (!all(d, n, true) || !all(s, n, true))
+			return -ENOENT;
+		for (size_t k = 0; k < n; k++) {
+			struct page t = m[d + k];
+
+			m[d + k] = m[s + k];
+			m[s + k] = t;
+		}
+		*moved += 2 * n;
+		return 0;
+	default:
+		if (!all(d, n, true))
+			return -ENOENT;
+		for (size_t k = 0; k < n; k++) {
+			tmp[op->perm[k]] = m[d + k];
+			*moved += op->perm[k] != k;
+		}
+		memcpy(&m[d], tmp, n * sizeof(*tmp));
+		return 0;
+	}
+}
+
+static int do_ops(size_t nops)
+{
+	struct rewire_op ops[8];
+	struct page saved[P];
+	uint64_t moved = 0;
+	size_t done = 99;
+	int want = 0, got;
+
+	if (!nruns)
+		return 0;
+	memcpy(saved, m, sizeof(m));
+	for (size_t i = 0; i < nops; i++) {
+		random_op(&ops[i], (int)i);
+		if (!want)
+			want = model_op(&ops[i], &moved);
+	}
+	if (nops == 1) {
+		const struct rewire_op *op = &ops[0];
+
+		got = op->type == REWIRE_OP_MOVE ? rewire_move(arena, op->dst, op->src, op->len) :
+		      op->type == REWIRE_OP_SWAP ? rewire_swap(arena, op->dst, op->src, op->len) :
+		      rewire_permute(arena, op->dst, op->perm, op->len / page_size);
+		done = got ? 0 : 1;
+	} else {
+		got = rewire_batch(arena, ops, nops, &done);
+	}
+	if (getenv("MODEL_TRACE"))
+		for (size_t i = 0; i < nops; i++)
+			diag("  op %u dst %td src %td n %zu -> %d (want %d)", ops[i].type,
+			     ((char *)ops[i].dst - base) / (long)page_size,
+			     ops[i].src ? ((char *)ops[i].src - base) / (long)page_size : -1,
+			     ops[i].len / page_size, got, want);
+	if (want) {
+		memcpy(m, saved, sizeof(m));
+	} else {
+		want_ops += nops;
+		want_moved += moved;
+	}
+	if (got != want)
+		return fail("operation result", want, got);
+	if (done != (want ? 0 : nops))
+		return fail("operations done", want ? 0 : (long long)nops, (long long)done);
+	return 0;
+}
+
+static int check_all(bool full)
+{
+	unsigned char vec[P];
+	struct rewire_stats st;
+	size_t live = 0;
+
+	if (mincore(base, P * page_size, vec))
+		return fail("mincore", 0, errno);
+	for (size_t i = 0; i < P; i++) {
+		live += m[i].live;
+		if ((vec[i] & 1) != m[i].backed)
+			return fail("page resident (page index in wanted)", (long long)i, vec[i] & 1);
+		if (m[i].live && m[i].backed && m[i].tag) {
+			bool good = full ? page_has_tag(at(i), m[i].tag) :
+				    !memcmp(at(i), &(uint64_t){ m[i].tag * 0x9e3779b97f4a7c15ull }, 8);
+
+			if (!good)
+				return fail("page tag (page index in wanted)", (long long)i, -1);
+		}
+	}
+	if (rewire_arena_stats(arena, &st))
+		return fail("stats", 0, -1);
+	if (st.allocated != live * page_size)
+		return fail("stats.allocated", (long long)(live * page_size), (long long)st.allocated);
+	if (st.backed != nbacked() * page_size || st.locked != st.backed)
+		return fail("stats.backed", (long long)(nbacked() * page_size), (long long)st.backed);
+	if (st.cached != ncached() * page_size)
+		return fail("stats.cached", (long long)(ncached() * page_size), (long long)st.cached);
+	if (st.ops != want_ops)
+		return fail("stats.ops", (long long)want_ops, (long long)st.ops);
+	if (st.pages_copied + st.pages_remapped != want_moved)
+		return fail("stats pages moved", (long long)want_moved,
+			    (long long)(st.pages_copied + st.pages_remapped));
+	return 0;
+}
+
+int main(void)
+{
+	const char *env = getenv("REWIRE_MODEL_OPS");
+	long steps = env ? atol(env) : 10000;
+	long counts[8] = { 0 };
+	int errors = 0;
+
+	arena = test_arena(P, BUDGET, 0);
+	test_seed();
+	plan(2);
+	base = rewire_alloc(arena, page_size, 0);
+	if (base != NULL)
+		rewire_free(arena, base);
+	rewire_purge(arena);
+	for (step = 0; step < steps && !errors; step++) {
+		int what = (int)rnd_below(100);
+
+		if (what < 15)
+			errors += do_alloc(), counts[0]++;
+		else if (what < 25)
+			errors += do_free(), counts[1]++;
+		else if (what < 40)
+			errors += do_realloc(), counts[2]++;
+		else if (what < 85)
+			errors += do_ops(1), counts[3]++;
+		else if (what < 95)
+			errors += do_ops(2 + rnd_below(5)), counts[4]++;
+		else
+			errors += rewire_purge(arena) != 0, purge(), counts[5]++;
+		if (getenv("MODEL_TRACE")) {
+			struct rewire_stats st;
+
+			rewire_arena_stats(arena, &st);
+			diag("step %ld what %d ops %llu/%llu", step, what, (unsigned long long)want_ops, (unsigned long long)st.ops);
+		}
+		if (!errors)
+			errors += check_all(step % 64 == 0);
+	}
+	if (!errors)
+		errors += check_all(true);
+	diag("%s: %ld alloc, %ld free, %ld realloc, %ld single ops, %ld batches, %ld purges",
+	     rewire_backend_name(arena), counts[0], counts[1], counts[2], counts[3], counts[4],
+	     counts[5]);
+	ok(!errors, "%ld random steps on %s match the model", step, rewire_backend_name(arena));
+	ok(step == steps, "every step ran");
+	rewire_arena_destroy(arena);
+	return done_testing();
+}
