@@ -11,16 +11,55 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "fault.h"
 #include "internal.h"
 
 #define EAGAIN_RETRIES 100
+
+/*
+ * Fault injection for the tests (src/fault.h): page attempts nth to
+ * nth + count - 1 of each batch fail with err, wherever they are tried.
+ */
+static struct {
+	int err;
+	long nth, count, seen, fired;
+} fault;
+
+void fault_inject(int err, long nth, long count)
+{
+	fault.err = err;
+	fault.nth = nth;
+	fault.count = count;
+	fault.fired = 0;
+}
+
+long fault_fired(void)
+{
+	return fault.fired;
+}
+
+/* Of n page attempts starting now, how many succeed before an injected
+ * fault (n if none). */
+static size_t fault_check(size_t n)
+{
+	long first = fault.seen;
+
+	if (!fault.count)
+		return n;
+	fault.seen += (long)n;
+	if (fault.nth + fault.count <= first || fault.nth >= first + (long)n)
+		return n;
+	fault.fired++;
+	fault.seen = (fault.nth > first ? fault.nth : first) + 1;
+	return fault.nth > first ? (size_t)(fault.nth - first) : 0;
+}
 
 /* Move n pages into the holes at dst by copying: back dst first, so running
  * out of memory is an error rather than a fault halfway. */
 static int copy_move(struct rewire_arena *a, char *dst, char *src, size_t n)
 {
 	size_t d = page_index(a, dst);
-	int ret = pages_populate(a, d, n);
+	int ret = fault_check(n) < n ? -fault.err : pages_populate(a, d, n);
 
 	if (ret) {
 		pages_discard(a, d, n);
@@ -88,7 +127,11 @@ static int move_run(struct rewire_arena *a, char *dst, char *src, size_t n,
 	while (off < n) {
 		size_t m = 0;
 
-		ret = a->backend->remap(a, dst + off * ps, src + off * ps, n - off, &m);
+		size_t ok = fault_check(n - off);
+
+		ret = ok ? a->backend->remap(a, dst + off * ps, src + off * ps, ok, &m) : 0;
+		if (!ret && ok < n - off)
+			ret = -fault.err;
 		off += m;
 		res->remapped += m;
 		if (!ret || off == n)
@@ -390,6 +433,7 @@ int plan_apply(struct rewire_arena *a, const struct page_op *ops, size_t nops,
 	struct page_op run;
 	int ret = 0;
 
+	fault.seen = 0;
 	while (res->done < nops && !ret) {
 		size_t n = coalesce(a, ops + res->done, nops - res->done, &run);
 

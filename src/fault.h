@@ -1,0 +1,11 @@
+/* Fault injection, for the tests only: page attempts nth to nth + count - 1
+ * of each batch fail with -err, wherever the planner tries them (a remap
+ * moves the pages before the failing one first, like a short kernel move).
+ * Not exported from the shared library. */
+#ifndef REWIRE_FAULT_H
+#define REWIRE_FAULT_H
+
+void fault_inject(int err, long nth, long count);
+long fault_fired(void);
+
+#endif
