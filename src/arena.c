@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #ifdef HAVE_NUMA
@@ -151,9 +152,17 @@ static int map_locked(char *at, size_t len, int node, char **out)
 	ret = bind_node(p, len, node);
 	if (ret)
 		goto fail;
-	if (mlock2(p, len, MLOCK_ONFAULT)) {
+	/* The raw call: glibc turns ENOSYS from mlock2 into EINVAL. */
+	if (syscall(SYS_mlock2, p, len, MLOCK_ONFAULT)) {
 		ret = -errno;
-		goto fail;
+		/* Without mlock2 (Linux before 4.4, valgrind 3.19), lock the
+		 * range populated, then drop the pages: faults still lock. */
+		if (ret != -ENOSYS)
+			goto fail;
+		if (mlock(p, len) || madvise(p, len, MADV_DONTNEED_LOCKED)) {
+			ret = -errno;
+			goto fail;
+		}
 	}
 	*out = p;
 	return 0;
@@ -281,10 +290,11 @@ int pages_discard(struct rewire_arena *a, size_t start, size_t n)
 /* Pages counted as holes may have been touched; drop whatever is there. */
 void discard_hole_pages(struct rewire_arena *a, size_t start, size_t n)
 {
-	size_t end = start + n, i = start, j;
+	size_t end = start + n, i = start;
 
 	while ((i = bits_find(a->backed, i, end, false)) < end) {
-		j = bits_find(a->backed, i, end, true);
+		size_t j = bits_find(a->backed, i, end, true);
+
 		pages_discard(a, i, j - i);
 		i = j;
 	}
@@ -293,10 +303,11 @@ void discard_hole_pages(struct rewire_arena *a, size_t start, size_t n)
 /* Free pages that still hold data become holes again. */
 static void purge_cached(struct rewire_arena *a)
 {
-	size_t i = 0, j, end = a->npages;
+	size_t i = 0, end = a->npages;
 
 	while ((i = bits_find(a->live, i, end, false)) < end) {
-		j = bits_find(a->live, i, end, true);
+		size_t j = bits_find(a->live, i, end, true);
+
 		for (size_t k = i; (k = bits_find(a->backed, k, j, true)) < j;) {
 			size_t m = bits_find(a->backed, k, j, false);
 
@@ -358,8 +369,10 @@ static size_t resident_pages(const struct rewire_arena *a)
 	size_t done = 0, count = 0;
 
 	while (done < a->npages) {
-		size_t n = a->npages - done < sizeof(vec) ? a->npages - done : sizeof(vec);
+		size_t n = sizeof(vec);
 
+		if (n > a->npages - done)
+			n = a->npages - done;
 		if (mincore(page_addr(a, done), n << a->page_shift, vec))
 			return 0;
 		for (size_t i = 0; i < n; i++)

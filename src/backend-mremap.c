@@ -47,8 +47,13 @@ static long read_long(const char *path)
 	long v = -1;
 
 	if (f) {
-		if (fscanf(f, "%ld", &v) != 1)
-			v = -1;
+		char line[32], *end;
+
+		if (fgets(line, sizeof(line), f)) {
+			v = strtol(line, &end, 10);
+			if (end == line)
+				v = -1;
+		}
 		fclose(f);
 	}
 	return v;
@@ -93,7 +98,8 @@ static bool room_for_move(struct mremap_state *m)
 	return room;
 }
 
-static int mremap_remap(struct rewire_arena *a, char *dst, char *src, size_t n,
+/* Recursion halves n each time, so it is at most log2(n) deep. */
+static int mremap_remap(struct rewire_arena *a, char *dst, char *src, size_t n, // NOLINT(misc-no-recursion)
 			size_t *moved)
 {
 	struct mremap_state *m = a->backend_data;
@@ -132,10 +138,34 @@ static int mremap_remap(struct rewire_arena *a, char *dst, char *src, size_t n,
 	return 0;
 }
 
+/*
+ * Sources become holes again through MAP_FIXED_NOREPLACE, which never
+ * clobbers a mapping another thread made meanwhile. Kernels before 4.17
+ * (and valgrind 3.19) take it as a hint: then this backend is unusable.
+ */
+static bool noreplace_works(size_t ps)
+{
+	char *p = mmap(NULL, 2 * ps, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0), *q;
+	bool works;
+
+	if (p == MAP_FAILED)
+		return false;
+	munmap(p + ps, ps);
+	q = mmap(p + ps, ps, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+	works = q == p + ps;
+	munmap(p, ps);
+	if (q != MAP_FAILED)
+		munmap(q, ps);
+	return works;
+}
+
 static int mremap_init(struct rewire_arena *a)
 {
-	struct mremap_state *m = calloc(1, sizeof(*m));
+	struct mremap_state *m;
 
+	if (!noreplace_works(a->page_size))
+		return -EOPNOTSUPP;
+	m = calloc(1, sizeof(*m));
 	if (!m)
 		return -ENOMEM;
 	m->max_maps = read_long("/proc/sys/vm/max_map_count");

@@ -188,11 +188,11 @@ int rewire_move(struct rewire_arena *a, void *dst, void *src, size_t len)
 	return rewire_batch(a, &op, 1, NULL);
 }
 
-int rewire_swap(struct rewire_arena *a, void *x, void *y, size_t len)
+int rewire_swap(struct rewire_arena *arena, void *a, void *b, size_t len)
 {
-	struct rewire_op op = { REWIRE_OP_SWAP, 0, x, y, len, NULL };
+	struct rewire_op op = { REWIRE_OP_SWAP, 0, a, b, len, NULL };
 
-	return rewire_batch(a, &op, 1, NULL);
+	return rewire_batch(arena, &op, 1, NULL);
 }
 
 int rewire_permute(struct rewire_arena *a, void *base, const size_t *perm,

@@ -302,7 +302,7 @@ static size_t run_cycles(const struct run *r, size_t nruns, size_t n, size_t *fr
 		from[j] = k;
 	}
 	free(at);
-	seen = calloc((nruns + 63) / 64, sizeof(uint64_t));
+	seen = calloc(nruns / 64 + 1, sizeof(uint64_t));
 	if (!seen)
 		return SIZE_MAX;
 	for (size_t k = 0; k < nruns; k++) {
@@ -320,7 +320,7 @@ static size_t cycle_steps(struct rewire_arena *a, char *base, const struct run *
 			  size_t nruns, const size_t *from, char *stage, struct step *s)
 {
 	size_t ps = a->page_size, k = 0;
-	uint64_t *seen = calloc((nruns + 63) / 64, sizeof(uint64_t));
+	uint64_t *seen = calloc(nruns / 64 + 1, sizeof(uint64_t));
 
 	if (!seen)
 		return 0;

@@ -140,7 +140,7 @@ int main(void)
 	static const int errs[] = { EAGAIN, EBUSY, ENOMEM, EFAULT };
 	struct tally batch = { 0 }, re = { 0 };
 
-	test_arena(1, 0, 0);
+	test_init();
 	plan(4);
 	for (int e = 0; e < 4; e++)
 		for (long count = 1; count <= 3; count += 2)

@@ -87,8 +87,14 @@ int main(void)
 		_exit(child(a, p));
 	ok(pid > 0 && waitpid(pid, &status, 0) == pid && WIFEXITED(status),
 	   "the child ran to the end");
-	for (unsigned i = 0; i < sizeof(child_checks) / sizeof(child_checks[0]); i++)
-		ok(WIFEXITED(status) && !(WEXITSTATUS(status) & 1 << i), "%s", child_checks[i]);
+	for (unsigned i = 0; i < sizeof(child_checks) / sizeof(child_checks[0]); i++) {
+		/* valgrind maps the range again in the child; it is not
+		 * readable memory of the program there, but no SIGSEGV. */
+		if (i == 1 && test_init())
+			ok(1, "# SKIP %s: not under valgrind", child_checks[i]);
+		else
+			ok(WIFEXITED(status) && !(WEXITSTATUS(status) & 1 << i), "%s", child_checks[i]);
+	}
 	ok(check_pages(p, model, 16), "the parent's pages are intact");
 	is_int(0, rewire_move(a, p + 8 * page_size, p, 8 * page_size), "the parent keeps working");
 	memmove(model + 8, model, 8 * sizeof(*model));

@@ -119,7 +119,7 @@ int main(void)
 	int status = -1;
 	pid_t pid;
 
-	test_arena(1, 0, 0);	/* sets page_size; freed at exit */
+	test_init();
 	plan(18);
 	budget();
 	fflush(stdout);
@@ -127,7 +127,12 @@ int main(void)
 	if (pid == 0)
 		_exit(rlimit_child());
 	waitpid(pid, &status, 0);
-	for (unsigned i = 0; i < sizeof(rlimit_checks) / sizeof(rlimit_checks[0]); i++)
-		ok(WIFEXITED(status) && !(WEXITSTATUS(status) & 1 << i), "%s", rlimit_checks[i]);
+	for (unsigned i = 0; i < sizeof(rlimit_checks) / sizeof(rlimit_checks[0]); i++) {
+		/* valgrind maps memory of its own as the program runs. */
+		if ((i == 2 || i == 4) && test_init())
+			ok(1, "# SKIP %s: not under valgrind", rlimit_checks[i]);
+		else
+			ok(WIFEXITED(status) && !(WEXITSTATUS(status) & 1 << i), "%s", rlimit_checks[i]);
+	}
 	return done_testing();
 }

@@ -12,6 +12,12 @@
 size_t page_size;
 static uint64_t rnd_state;
 
+bool test_init(void)
+{
+	page_size = (size_t)sysconf(_SC_PAGESIZE);
+	return getenv("REWIRE_UNDER_VALGRIND") != NULL;
+}
+
 struct rewire_arena *test_arena(size_t reserve_pages, size_t budget_pages,
 				unsigned int flags)
 {

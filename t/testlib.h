@@ -14,6 +14,9 @@
 
 extern size_t page_size;
 
+/* Sets page_size; true when the test runs under valgrind (t/valgrind.sh). */
+bool test_init(void);
+
 /* An arena on $REWIRE_BACKEND (or auto); bails out if it cannot be made. */
 struct rewire_arena *test_arena(size_t reserve_pages, size_t budget_pages,
 				unsigned int flags);
