@@ -218,6 +218,16 @@ int rewire_arena_create(const struct rewire_options *opts,
 	a->fork_gen = __atomic_load_n(&fork_generation, __ATOMIC_RELAXED);
 	len = a->npages << a->page_shift;
 
+	/* The address space first: a reserve too large fails there, before
+	 * any bookkeeping is sized by it. */
+	ret = map_locked(NULL, len, opts->numa_node, &a->base);
+	if (ret)
+		goto fail;
+	ret = map_locked(NULL, page_size, -1, &a->scratch);
+	if (ret)
+		goto fail;
+	/* The scratch page is touched now so copying never faults. */
+	memset(a->scratch, 0, page_size);
 	words = bitmap_words(a->npages);
 	a->live = calloc(words, sizeof(uint64_t));
 	a->head = calloc(words, sizeof(uint64_t));
@@ -226,14 +236,6 @@ int rewire_arena_create(const struct rewire_options *opts,
 		ret = -ENOMEM;
 		goto fail;
 	}
-	ret = map_locked(NULL, page_size, -1, &a->scratch);
-	if (ret)
-		goto fail;
-	/* The scratch page is touched now so copying never faults. */
-	memset(a->scratch, 0, page_size);
-	ret = map_locked(NULL, len, opts->numa_node, &a->base);
-	if (ret)
-		goto fail;
 	ret = choose_backend(a, opts->backend);
 	if (ret) {
 		a->backend = NULL;

@@ -33,7 +33,7 @@ static void unchanged(const char *what)
 
 	rewire_arena_stats(arena, &now);
 	ok(check_pages(base, model, 2 * NP) && !memcmp(&now, &before, sizeof(now)) &&
-	   map_count() == maps_before, "%s: contents, stats and mappings unchanged", what);
+	   (map_count() == maps_before || !maps_are_ours()), "%s: contents, stats and mappings unchanged", what);
 }
 
 #define IS_ERR(want, call, what) do { \
@@ -78,7 +78,7 @@ static void create_errors(void)
 	o.reserve = (size_t)1 << 62;
 	is_int(-ENOMEM, rewire_arena_create(&o, &a), "create: reserve 4 EiB");
 	ok(a == (struct rewire_arena *)1, "create: result untouched on failure");
-	ok(map_count() == maps && vm_locked_kb() == lck, "create: failures leave no mapping, no locked memory");
+	ok((map_count() == maps || !maps_are_ours()) && vm_locked_kb() == lck, "create: failures leave no mapping, no locked memory");
 	rewire_arena_destroy(NULL);
 	ok(1, "destroy(NULL) is harmless");
 	errno = 0;

@@ -17,6 +17,10 @@ extern size_t page_size;
 /* Sets page_size; true when the test runs under valgrind (t/valgrind.sh). */
 bool test_init(void);
 
+/* Whether the process's mappings and locked memory are the program's own
+ * to count: valgrind and AddressSanitizer map memory as it runs. */
+bool maps_are_ours(void);
+
 /* An arena on $REWIRE_BACKEND (or auto); bails out if it cannot be made. */
 struct rewire_arena *test_arena(size_t reserve_pages, size_t budget_pages,
 				unsigned int flags);
