@@ -133,8 +133,10 @@ static int map_locked(char *at, size_t len, int node, char **out)
 		       (at ? MAP_FIXED_NOREPLACE : 0), -1, 0);
 	int ret;
 
+	/* Our arguments are valid, so EINVAL (valgrind's answer to a length
+	 * beyond the address space) means what the kernel's ENOMEM does. */
 	if (p == MAP_FAILED)
-		return -errno;
+		return errno == EINVAL ? -ENOMEM : -errno;
 	if (at && p != at) {
 		/* A kernel before 4.17 took MAP_FIXED_NOREPLACE as a hint. */
 		munmap(p, len);
