@@ -81,6 +81,7 @@ void *rewire_realloc(struct rewire_arena *arena, void *ptr, size_t len);
 int rewire_free(struct rewire_arena *arena, void *ptr);
 size_t rewire_usable_size(struct rewire_arena *arena, const void *ptr);
 
+int rewire_discard(struct rewire_arena *arena, void *addr, size_t len);
 int rewire_move(struct rewire_arena *arena, void *dst, void *src, size_t len);
 int rewire_swap(struct rewire_arena *arena, void *a, void *b, size_t len);
 int rewire_permute(struct rewire_arena *arena, void *base, const size_t *perm,

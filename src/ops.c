@@ -181,6 +181,30 @@ int rewire_batch(struct rewire_arena *a, const struct rewire_op *uops,
 	return ret;
 }
 
+/* Turn pages of live runs into holes; their data is dropped. */
+int rewire_discard(struct rewire_arena *a, void *addr, size_t len)
+{
+	size_t first, backed;
+	int ret;
+
+	if (!a)
+		return -EINVAL;
+	if (arena_forked(a))
+		return -EFAULT;
+	pthread_mutex_lock(&a->lock);
+	ret = check_range(a, addr, len, &first);
+	if (!ret) {
+		backed = bits_count(a->backed, first, len >> a->page_shift);
+		ret = pages_discard(a, first, len >> a->page_shift);
+	}
+	if (!ret) {
+		bits_clear(a->backed, first, len >> a->page_shift);
+		a->nbacked -= backed;
+	}
+	pthread_mutex_unlock(&a->lock);
+	return ret;
+}
+
 int rewire_move(struct rewire_arena *a, void *dst, void *src, size_t len)
 {
 	struct rewire_op op = { REWIRE_OP_MOVE, 0, dst, src, len, NULL };

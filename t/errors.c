@@ -147,6 +147,14 @@ static void move_swap_errors(char *foreign)
 	IS_ERR(-ENOENT, rewire_move(arena, hole, at(NP + 1), ps), "move: src a hole");
 	IS_ERR(-ENOENT, rewire_move(arena, at(NP + 4), at(NP - 2), 4 * ps), "move: src partly holes");
 
+	IS_ERR(-EINVAL, rewire_discard(NULL, base, ps), "discard: NULL arena");
+	IS_ERR(-EINVAL, rewire_discard(arena, base + 8, ps), "discard: unaligned address");
+	IS_ERR(-EINVAL, rewire_discard(arena, base, 0), "discard: zero length");
+	IS_ERR(-EINVAL, rewire_discard(arena, base, ps + 1), "discard: unaligned length");
+	IS_ERR(-EFAULT, rewire_discard(arena, foreign, ps), "discard: another arena");
+	IS_ERR(-EFAULT, rewire_discard(arena, at(2 * NP - 1), 2 * ps), "discard: into free pages");
+	IS_ERR(-EFAULT, rewire_discard(arena, NULL, ps), "discard: NULL address");
+
 	IS_ERR(-EINVAL, rewire_swap(NULL, base, at(4), ps), "swap: NULL arena");
 	IS_ERR(-EINVAL, rewire_swap(arena, base, base, ps), "swap: a == b");
 	IS_ERR(-EINVAL, rewire_swap(arena, base, at(1), 2 * ps), "swap: overlapping ranges");
@@ -201,7 +209,7 @@ int main(void)
 
 	arena = test_arena(64, 0, 0);
 	other = test_arena(8, 0, 0);
-	plan(159);
+	plan(173);
 	foreign = rewire_alloc(other, 4 * page_size, 0);
 	base = rewire_alloc(arena, NP * page_size, 0);
 	if (!base || !foreign || rewire_alloc(arena, NP * page_size, REWIRE_ALLOC_HOLES) != at(NP))

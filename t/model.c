@@ -360,6 +360,31 @@ static int do_ops(size_t nops)
 	return 0;
 }
 
+static int do_discard(void)
+{
+	const struct run *r;
+	size_t i, n;
+	int want = 0, got;
+
+	if (!nruns)
+		return 0;
+	r = &runs[rnd_below(nruns)];
+	i = r->start + rnd_below(r->n);
+	n = 1 + rnd_below(6);
+	if (i + n > P)
+		n = P - i;
+	if (!all_live(i, n))
+		want = -EFAULT;
+	got = rewire_discard(arena, at(i), n * page_size);
+	if (got != want)
+		return fail("discard result", want, got);
+	for (size_t k = i; !want && k < i + n; k++) {
+		m[k].backed = false;
+		m[k].tag = 0;
+	}
+	return 0;
+}
+
 static int check_all(bool full)
 {
 	unsigned char vec[P];
@@ -400,7 +425,7 @@ static int check_all(bool full)
 static int run_model(const char *backend, long steps)
 {
 	struct rewire_options o;
-	long counts[6] = { 0 };
+	long counts[7] = { 0 };
 	bool trace = getenv("MODEL_TRACE") != NULL;
 	int errors = 0, ret;
 
@@ -437,8 +462,10 @@ static int run_model(const char *backend, long steps)
 			errors += do_realloc(), counts[2]++;
 		else if (what < 85)
 			errors += do_ops(1), counts[3]++;
-		else if (what < 95)
+		else if (what < 93)
 			errors += do_ops(2 + rnd_below(5)), counts[4]++;
+		else if (what < 97)
+			errors += do_discard(), counts[6]++;
 		else
 			errors += rewire_purge(arena) != 0, purge(), counts[5]++;
 		if (trace)
@@ -450,8 +477,8 @@ static int run_model(const char *backend, long steps)
 	if (!errors)
 		errors += check_all(true);
 	diag("%s (as %s): %ld alloc, %ld free, %ld realloc, %ld single ops, %ld batches, "
-	     "%ld purges", rewire_backend_name(arena), backend, counts[0], counts[1], counts[2],
-	     counts[3], counts[4], counts[5]);
+	     "%ld purges, %ld discards", rewire_backend_name(arena), backend, counts[0], counts[1],
+	     counts[2], counts[3], counts[4], counts[5], counts[6]);
 	ok(!errors, "%ld random steps on %s match the model", step, backend);
 	ok(step == steps, "%s: all %ld steps ran", backend, steps);
 	rewire_arena_destroy(arena);
