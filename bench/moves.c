@@ -1,0 +1,238 @@
+/* Page moves per backend: a random permutation, a permutation of 64-page
+ * blocks, and contiguous moves (one call, a call per page, one batch), in
+ * ns per page, with the ratios the project's goals name. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common.h"
+#include "rewire.h"
+
+static const char *const backends[] = { "copy", "uffd", "mremap", "auto" };
+
+/* A fresh arena on backend with n backed pages (each stamped with its index)
+ * followed by n holes, and room after them to stage n pages. */
+static struct rewire_arena *setup(const char *backend, size_t n, char **base)
+{
+	struct rewire_options o;
+	struct rewire_arena *a;
+	int ret;
+
+	rewire_options_init(&o);
+	o.reserve = 3 * n * ps;
+	o.backend = backend;
+	ret = rewire_arena_create(&o, &a);
+	if (ret) {
+		if (ret != -EOPNOTSUPP)
+			fprintf(stderr, "rewire-bench: %s arena: %s\n", backend, strerror(-ret));
+		return NULL;
+	}
+	*base = rewire_alloc(a, n * ps, 0);
+	if (!*base || rewire_alloc(a, n * ps, REWIRE_ALLOC_HOLES) != *base + n * ps) {
+		fprintf(stderr, "rewire-bench: cannot allocate %zu pages\n", 2 * n);
+		rewire_arena_destroy(a);
+		return NULL;
+	}
+	for (size_t i = 0; i < n; i++)
+		*(size_t *)(*base + i * ps) = i;
+	return a;
+}
+
+struct result {
+	const char *what, *backend;
+	double ns;
+};
+
+static struct result results[32];
+static int nresults;
+
+static void report(const char *what, const char *backend, double ns, struct rewire_arena *a,
+		   bool ok)
+{
+	struct rewire_stats st;
+	double moved;
+
+	rewire_arena_stats(a, &st);
+	moved = (double)(st.pages_copied + st.pages_remapped);
+	results[nresults++] = (struct result){ what, backend, ns };
+	printf("  %-34s %-8s %10.1f %9.0f%% %s\n", what, backend, ns,
+	       moved ? 100 * st.pages_copied / moved : 0, ok ? "" : "WRONG DATA");
+	record("moves", what, backend, ns);
+}
+
+static double find(const char *what, const char *backend)
+{
+	for (int i = 0; i < nresults; i++)
+		if (!strcmp(results[i].what, what) && !strcmp(results[i].backend, backend))
+			return results[i].ns;
+	return 0;
+}
+
+/* page i goes to perm[i]; blocks of block pages stay together */
+static void make_perm(size_t *perm, size_t n, size_t block)
+{
+	size_t nb = n / block, *b = malloc(nb * sizeof(*b));
+
+	for (size_t i = 0; i < nb; i++)
+		b[i] = i;
+	shuffle(b, nb);
+	for (size_t i = 0; i < n; i++)
+		perm[i] = b[i / block] * block + i % block;
+	free(b);
+}
+
+static void permute(const char *what, const char *backend, size_t n, size_t block)
+{
+	size_t *perm = malloc(n * sizeof(*perm)), *where = malloc(n * sizeof(*where));
+	struct rewire_arena *a;
+	double t[32];
+	bool ok = true;
+	char *base;
+
+	a = setup(backend, n, &base);
+	if (!a)
+		goto out;
+	for (size_t i = 0; i < n; i++)
+		where[i] = i;
+	for (int r = 0; r < reps; r++) {
+		double t0;
+
+		progress("moves: %s on %s, run %d of %d", what, backend, r + 1, reps);
+		make_perm(perm, n, block);
+		t0 = now_ns();
+		ok &= !rewire_permute(a, base, perm, n);
+		t[r] = (now_ns() - t0) / n;
+		for (size_t i = 0; i < n; i++)
+			where[i] = perm[where[i]];
+	}
+	progress_done();
+	for (size_t i = 0; i < n; i++)
+		ok &= *(size_t *)(base + where[i] * ps) == i;
+	report(what, backend, median(t, reps), a, ok);
+	rewire_arena_destroy(a);
+out:
+	free(perm);
+	free(where);
+}
+
+enum how { WHOLE, PER_PAGE, BATCHED };
+
+/* Move all pages to the holes and back again: in one call, a call per page,
+ * or one batch of single-page moves (which coalesce). */
+static void move(const char *what, const char *backend, size_t n, enum how how)
+{
+	struct rewire_op *ops = how == BATCHED ? malloc(n * sizeof(*ops)) : NULL;
+	struct rewire_arena *a;
+	double t[32];
+	bool ok = true;
+	char *base;
+
+	a = setup(backend, n, &base);
+	if (!a)
+		goto out;
+	for (int r = 0; r < reps; r++) {
+		char *dst = base + (r & 1 ? 0 : n * ps), *src = base + (r & 1 ? n * ps : 0);
+		double t0 = now_ns();
+		size_t done;
+
+		progress("moves: %s on %s, run %d of %d", what, backend, r + 1, reps);
+		if (how == WHOLE) {
+			ok &= !rewire_move(a, dst, src, n * ps);
+		} else if (how == PER_PAGE) {
+			for (size_t i = 0; i < n; i++)
+				ok &= !rewire_move(a, dst + i * ps, src + i * ps, ps);
+		} else {
+			for (size_t i = 0; i < n; i++)
+				ops[i] = (struct rewire_op){ REWIRE_OP_MOVE, 0, dst + i * ps,
+							     src + i * ps, ps, NULL };
+			ok &= !rewire_batch(a, ops, n, &done);
+		}
+		t[r] = (now_ns() - t0) / n;
+	}
+	progress_done();
+	for (size_t i = 0; i < n; i++)
+		ok &= *(size_t *)(base + (reps & 1 ? n * ps : 0) + i * ps) == i;
+	report(what, backend, median(t, reps), a, ok);
+	rewire_arena_destroy(a);
+out:
+	free(ops);
+}
+
+void bench_moves(size_t n)
+{
+	const char *perm = "random permutation";
+	const char *blocks = "permutation of 64-page blocks";
+	const char *whole = "contiguous move, one call";
+	const char *per_page = "contiguous move, a call per page";
+	const char *batched = "contiguous move, a batch of pages";
+	double best, x;
+
+	printf("\npage moves: %zu pages per operation (ns per page; share copied)\n", n);
+	printf("  %-34s %-8s %10s %10s\n", "operation", "backend", "ns/page", "copied");
+	for (int i = 0; i < 4; i++)
+		permute(perm, backends[i], n, 1);
+	for (int i = 0; i < 4; i++)
+		permute(blocks, backends[i], n, 64);
+	for (int i = 0; i < 4; i++)
+		move(whole, backends[i], n, WHOLE);
+	move(per_page, "uffd", n, PER_PAGE);
+	move(batched, "uffd", n, BATCHED);
+	move(batched, "auto", n, BATCHED);
+
+	printf("  goals\n");
+	best = find(perm, "copy");
+	x = find(perm, "uffd");
+	if (x > 0 && x < best)
+		best = x;
+	x = find(perm, "auto");
+	goal("random permutation: auto / best of copy and uffd per page", best ? x / best : 0,
+	     "<= 1.1", x <= 1.1 * best);
+	x = find(whole, "auto");
+	goal("contiguous move: copy / auto", x ? find(whole, "copy") / x : 0, ">= 5",
+	     find(whole, "copy") >= 5 * x);
+	x = find(blocks, "auto");
+	goal("64-page blocks permuted: copy / auto", x ? find(blocks, "copy") / x : 0, ">= 5",
+	     find(blocks, "copy") >= 5 * x);
+	x = find(batched, "uffd");
+	goal("contiguous move: uffd a call per page / uffd batched",
+	     x ? find(per_page, "uffd") / x : 0, "> 1", find(per_page, "uffd") > x);
+}
+
+/* For --plot: ns per page of moving n pages in runs of each length. */
+void bench_run_lengths(size_t n)
+{
+	struct rewire_op *ops = malloc(n * sizeof(*ops));
+
+	nrun_curves = 0;
+	for (int b = 0; b < 4 && ops; b++) {
+		struct curve *c = &run_curves[nrun_curves];
+		struct rewire_arena *a;
+		char *base;
+
+		a = setup(backends[b], n, &base);
+		if (!a)
+			continue;
+		c->name = backends[b];
+		c->n = 0;
+		for (size_t len = 1; len <= 1024 && len <= n; len *= 2) {
+			size_t runs = n / len, done;
+			double t0;
+
+			progress("run lengths: %s, %zu pages", backends[b], len);
+			/* Runs in reverse order, so no two coalesce. */
+			for (size_t i = 0; i < runs; i++)
+				ops[i] = (struct rewire_op){ REWIRE_OP_MOVE, 0,
+							     base + (c->n & 1 ? 0 : n * ps) + (runs - 1 - i) * len * ps,
+							     base + (c->n & 1 ? n * ps : 0) + i * len * ps,
+							     len * ps, NULL };
+			t0 = now_ns();
+			rewire_batch(a, ops, runs, &done);
+			c->x[c->n] = (double)len;
+			c->y[c->n++] = (now_ns() - t0) / (double)(runs * len);
+		}
+		progress_done();
+		nrun_curves++;
+		rewire_arena_destroy(a);
+	}
+	free(ops);
+}
