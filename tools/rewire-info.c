@@ -1,0 +1,185 @@
+/* rewire-info: what rewire can use on this machine, like numactl --hardware:
+ * the kernel, each backend and why it is unusable, NUMA nodes, and the
+ * limits that bound an arena. */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/capability.h>
+#include <linux/userfaultfd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/utsname.h>
+#include <unistd.h>
+
+#ifdef HAVE_NUMA
+#include <numa.h>
+#endif
+
+#include "rewire.h"
+
+#ifndef UFFD_FEATURE_MOVE
+#define UFFD_FEATURE_MOVE (1 << 16)
+#endif
+#ifndef UFFD_USER_MODE_ONLY
+#define UFFD_USER_MODE_ONLY 1
+#endif
+
+static void read_line(const char *path, char *buf, size_t len)
+{
+	FILE *f = fopen(path, "r");
+
+	snprintf(buf, len, "unknown");
+	if (f) {
+		if (fgets(buf, (int)len, f))
+			buf[strcspn(buf, "\n")] = 0;
+		fclose(f);
+	}
+}
+
+static long count_lines(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	long n = 0;
+	int c;
+
+	if (!f)
+		return -1;
+	while ((c = getc(f)) != EOF)
+		n += c == '\n';
+	fclose(f);
+	return n;
+}
+
+/* Why the uffd backend cannot be used here, or NULL. */
+static const char *uffd_problem(const struct utsname *u)
+{
+	struct uffdio_api api = { .api = UFFD_API, .features = UFFD_FEATURE_MOVE };
+	static char why[160];
+	int major = 0, minor = 0, fd;
+
+	sscanf(u->release, "%d.%d", &major, &minor);
+	fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | UFFD_USER_MODE_ONLY);
+	if (fd < 0) {
+		if (errno == ENOSYS)
+			return "the kernel has no userfaultfd(2)";
+		snprintf(why, sizeof(why), "userfaultfd(2) refused: %s (see vm.unprivileged_userfaultfd)",
+			 strerror(errno));
+		return why;
+	}
+	if (ioctl(fd, UFFDIO_API, &api) || !(api.features & UFFD_FEATURE_MOVE)) {
+		close(fd);
+		if (major < 6 || (major == 6 && minor < 8))
+			return "kernel too old: UFFDIO_MOVE needs Linux 6.8";
+		return "the kernel does not report UFFD_FEATURE_MOVE";
+	}
+	close(fd);
+	return NULL;
+}
+
+/* Try an arena on backend; on failure, a reason. */
+static const char *try_backend(const char *name, const struct utsname *u, char *picked)
+{
+	static char why[160];
+	struct rewire_options o;
+	struct rewire_arena *a;
+	struct stat st;
+	int ret;
+
+	rewire_options_init(&o);
+	o.reserve = 1 << 20;
+	o.backend = name;
+	ret = rewire_arena_create(&o, &a);
+	if (!ret) {
+		if (picked)
+			snprintf(picked, 32, "%s", rewire_backend_name(a));
+		rewire_arena_destroy(a);
+		return NULL;
+	}
+	if (!strcmp(name, "kmod"))
+		return stat("/dev/rewire", &st) ? "module not loaded (no /dev/rewire)" :
+		       "this build of the library has no kmod backend yet";
+	if (!strcmp(name, "uffd") && uffd_problem(u))
+		return uffd_problem(u);
+	if (!strcmp(name, "mremap") && ret == -EOPNOTSUPP)
+		return "MAP_FIXED_NOREPLACE is not honoured (Linux 4.17 or later needed)";
+	snprintf(why, sizeof(why), "arena creation fails: %s", strerror(-ret));
+	return why;
+}
+
+static void limit(const char *what, rlim_t v)
+{
+	if (v == RLIM_INFINITY)
+		printf("%s unlimited", what);
+	else
+		printf("%s %llu KiB", what, (unsigned long long)v / 1024);
+}
+
+int main(int argc, char **argv)
+{
+	static const char *const names[] = { "kmod", "uffd", "mremap", "copy" };
+	struct __user_cap_header_struct h = { _LINUX_CAPABILITY_VERSION_3, 0 };
+	struct __user_cap_data_struct d[2] = { { 0, 0, 0 }, { 0, 0, 0 } };
+	char buf[128], picked[32] = "none";
+	struct rlimit rl;
+	struct utsname u;
+
+	if (argc > 1) {
+		fprintf(stderr, "usage: rewire-info\n");
+		return strcmp(argv[1], "--help") ? 2 : 0;
+	}
+	uname(&u);
+	printf("rewire %s\n", rewire_version());
+	printf("kernel: Linux %s %s\n", u.release, u.machine);
+	printf("page size: %ld bytes\n", sysconf(_SC_PAGESIZE));
+
+	printf("backends (auto tries them in this order):\n");
+	for (int i = 0; i < 4; i++) {
+		const char *why = try_backend(names[i], &u, NULL);
+
+		printf("  %-7s %s%s\n", names[i], why ? "unusable: " : "usable", why ? why : "");
+	}
+	if (try_backend("auto", &u, picked))
+		printf("  auto    cannot create an arena here\n");
+	else
+		printf("  auto    chooses %s\n", picked);
+
+	printf("NUMA:");
+#ifdef HAVE_NUMA
+	if (numa_available() < 0) {
+		printf(" not available\n");
+	} else {
+		printf(" %d node(s)\n", numa_max_node() + 1);
+		for (int n = 0; n <= numa_max_node(); n++) {
+			long long free_b, size = numa_node_size64(n, &free_b);
+
+			if (size > 0)
+				printf("  node %d: %lld MiB, %lld MiB free\n", n, size >> 20, free_b >> 20);
+		}
+	}
+#else
+	printf(" not built in (configure --with-numa)\n");
+#endif
+
+	getrlimit(RLIMIT_MEMLOCK, &rl);
+	limit("RLIMIT_MEMLOCK: soft", rl.rlim_cur);
+	limit(", hard", rl.rlim_max);
+	syscall(SYS_capget, &h, d);
+	printf("%s\n", d[0].effective & (1u << CAP_IPC_LOCK) ?
+	       " (ignored: this process has CAP_IPC_LOCK)" :
+	       " (an arena's whole reserve counts against it)");
+	read_line("/proc/sys/vm/max_map_count", buf, sizeof(buf));
+	printf("vm.max_map_count: %s (this process uses %ld)\n", buf,
+	       count_lines("/proc/self/maps"));
+	read_line("/proc/sys/vm/compact_unevictable_allowed", buf, sizeof(buf));
+	printf("vm.compact_unevictable_allowed: %s%s\n", buf,
+	       !strcmp(buf, "1") ? " (compaction may migrate locked pages)" : "");
+	read_line("/proc/sys/vm/unprivileged_userfaultfd", buf, sizeof(buf));
+	printf("vm.unprivileged_userfaultfd: %s (rewire needs only user-mode faults)\n", buf);
+	return 0;
+}
