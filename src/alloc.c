@@ -11,7 +11,7 @@
 #define ALLOC_FLAGS (REWIRE_ALLOC_ZERO | REWIRE_ALLOC_HOLES)
 
 /* Lowest index of n free pages at or after from, or npages. */
-size_t find_free(const struct rewire_arena *a, size_t n)
+size_t rw_find_free(const struct rewire_arena *a, size_t n)
 {
 	size_t i = a->first_free, end = a->npages;
 
@@ -26,7 +26,7 @@ size_t find_free(const struct rewire_arena *a, size_t n)
 }
 
 /* Lowest index of n free pages that are all holes, or npages. */
-size_t find_free_holes(const struct rewire_arena *a, size_t n)
+size_t rw_find_free_holes(const struct rewire_arena *a, size_t n)
 {
 	size_t i = a->first_free, end = a->npages;
 
@@ -73,7 +73,7 @@ static void mark_live(struct rewire_arena *a, size_t start, size_t n)
 
 static void mark_free(struct rewire_arena *a, size_t start, size_t n)
 {
-	discard_hole_pages(a, start, n);
+	rw_discard_hole_pages(a, start, n);
 	bits_clear(a->live, start, n);
 	a->nlive -= n;
 	if (start < a->first_free)
@@ -87,7 +87,7 @@ static void mark_free(struct rewire_arena *a, size_t start, size_t n)
 static int back_pages(struct rewire_arena *a, size_t start, size_t n, bool zero)
 {
 	size_t end = start + n, holes;
-	int ret = make_room(a, start, n);
+	int ret = rw_make_room(a, start, n);
 
 	if (ret)
 		return ret;
@@ -102,12 +102,12 @@ static int back_pages(struct rewire_arena *a, size_t start, size_t n, bool zero)
 		} else {
 			j = bits_find(a->backed, i, end, true);
 			/* Holes may have been touched: start them from zero. */
-			pages_discard(a, i, j - i);
+			rw_pages_discard(a, i, j - i);
 			if (!(a->flags & REWIRE_ONFAULT)) {
-				ret = pages_populate(a, i, j - i);
+				ret = rw_pages_populate(a, i, j - i);
 				if (ret) {
-					discard_hole_pages(a, start, i - start);
-					pages_discard(a, i, j - i);
+					rw_discard_hole_pages(a, start, i - start);
+					rw_pages_discard(a, i, j - i);
 					return ret;
 				}
 			}
@@ -120,12 +120,12 @@ static int back_pages(struct rewire_arena *a, size_t start, size_t n, bool zero)
 }
 
 /* Turn every page of the range into a hole, dropping cached data. */
-void make_holes(struct rewire_arena *a, size_t start, size_t n)
+void rw_make_holes(struct rewire_arena *a, size_t start, size_t n)
 {
 	size_t backed = bits_count(a->backed, start, n);
 
 	if (backed) {
-		pages_discard(a, start, n);
+		rw_pages_discard(a, start, n);
 		bits_clear(a->backed, start, n);
 		a->nbacked -= backed;
 	}
@@ -151,11 +151,11 @@ void *rewire_alloc(struct rewire_arena *a, size_t len, unsigned int flags)
 	n = (len + a->page_size - 1) >> a->page_shift;
 
 	pthread_mutex_lock(&a->lock);
-	start = find_free(a, n);
+	start = rw_find_free(a, n);
 	if (start == a->npages) {
 		ret = -ENOMEM;
 	} else if (flags & REWIRE_ALLOC_HOLES) {
-		make_holes(a, start, n);
+		rw_make_holes(a, start, n);
 		ret = 0;
 	} else {
 		ret = back_pages(a, start, n, flags & REWIRE_ALLOC_ZERO);
@@ -235,7 +235,7 @@ static void move_back(struct rewire_arena *a, size_t from, size_t to, size_t n)
 					 page_addr(a, k), m - k, NULL };
 		bits_set(a->backed, from + (k - to), m - k);
 		bits_clear(a->backed, k, m - k);
-		ops_apply(a, &back, 1, &done);
+		rw_ops_apply(a, &back, 1, &done);
 		k = m;
 	}
 }
@@ -251,7 +251,7 @@ static int move_run(struct rewire_arena *a, size_t from, size_t to, size_t n)
 	size_t nops = 0, done, i = from, end = from + n;
 	int ret;
 
-	make_holes(a, to, n);
+	rw_make_holes(a, to, n);
 	mark_live(a, to, n);
 	while ((i = bits_find(a->backed, i, end, true)) < end) {
 		size_t j = bits_find(a->backed, i, end, false);
@@ -264,7 +264,7 @@ static int move_run(struct rewire_arena *a, size_t from, size_t to, size_t n)
 		if (nops < sizeof(ops) / sizeof(ops[0]) &&
 		    bits_find(a->backed, i, end, true) < end)
 			continue;
-		ret = ops_apply(a, ops, nops, &done);
+		ret = rw_ops_apply(a, ops, nops, &done);
 		if (ret) {
 			/* The page states now say exactly what moved. */
 			move_back(a, from, to, n);
@@ -295,7 +295,7 @@ static int resize(struct rewire_arena *a, size_t start, size_t old_n, size_t new
 			mark_live(a, start + old_n, grow);
 		return ret;
 	}
-	to = find_free(a, new_n);
+	to = rw_find_free(a, new_n);
 	if (to == a->npages)
 		return -ENOMEM;
 	/* The new tail is the only part that needs budget: back it before

@@ -31,12 +31,12 @@
 /* The first version of struct rewire_options ends after backend. */
 #define OPTIONS_V1_SIZE (offsetof(struct rewire_options, backend) + sizeof(const char *))
 
-unsigned long fork_generation;
+unsigned long rw_fork_generation;
 static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
 
 static void after_fork_in_child(void)
 {
-	__atomic_add_fetch(&fork_generation, 1, __ATOMIC_RELAXED);
+	__atomic_add_fetch(&rw_fork_generation, 1, __ATOMIC_RELAXED);
 }
 
 static void register_atfork(void)
@@ -46,9 +46,9 @@ static void register_atfork(void)
 
 /* In the order "auto" tries them. */
 static const struct backend *const backends[] = {
-	&backend_uffd,
-	&backend_mremap,
-	&backend_copy,
+	&rw_backend_uffd,
+	&rw_backend_mremap,
+	&rw_backend_copy,
 };
 
 /* Names later releases add; naming one now is "not available here". */
@@ -217,7 +217,7 @@ int rewire_arena_create(const struct rewire_options *opts,
 		a->budget_pages = a->npages;
 	a->flags = opts->flags;
 	a->numa_node = opts->numa_node;
-	a->fork_gen = __atomic_load_n(&fork_generation, __ATOMIC_RELAXED);
+	a->fork_gen = __atomic_load_n(&rw_fork_generation, __ATOMIC_RELAXED);
 	len = a->npages << a->page_shift;
 
 	/* The address space first: a reserve too large fails there, before
@@ -268,14 +268,14 @@ const char *rewire_backend_name(const struct rewire_arena *a)
 }
 
 /* Map holes again at addr, where the mremap backend took pages away. */
-int map_hole(struct rewire_arena *a, char *addr, size_t len)
+int rw_map_hole(struct rewire_arena *a, char *addr, size_t len)
 {
 	char *p;
 
 	return map_locked(addr, len, a->numa_node, &p);
 }
 
-int pages_populate(struct rewire_arena *a, size_t start, size_t n)
+int rw_pages_populate(struct rewire_arena *a, size_t start, size_t n)
 {
 	while (madvise(page_addr(a, start), n << a->page_shift, MADV_POPULATE_WRITE)) {
 		if (errno != EINTR)
@@ -284,7 +284,7 @@ int pages_populate(struct rewire_arena *a, size_t start, size_t n)
 	return 0;
 }
 
-int pages_discard(struct rewire_arena *a, size_t start, size_t n)
+int rw_pages_discard(struct rewire_arena *a, size_t start, size_t n)
 {
 	if (madvise(page_addr(a, start), n << a->page_shift, MADV_DONTNEED_LOCKED))
 		return -errno;
@@ -292,14 +292,14 @@ int pages_discard(struct rewire_arena *a, size_t start, size_t n)
 }
 
 /* Pages counted as holes may have been touched; drop whatever is there. */
-void discard_hole_pages(struct rewire_arena *a, size_t start, size_t n)
+void rw_discard_hole_pages(struct rewire_arena *a, size_t start, size_t n)
 {
 	size_t end = start + n, i = start;
 
 	while ((i = bits_find(a->backed, i, end, false)) < end) {
 		size_t j = bits_find(a->backed, i, end, true);
 
-		pages_discard(a, i, j - i);
+		rw_pages_discard(a, i, j - i);
 		i = j;
 	}
 }
@@ -315,7 +315,7 @@ static void purge_cached(struct rewire_arena *a)
 		for (size_t k = i; (k = bits_find(a->backed, k, j, true)) < j;) {
 			size_t m = bits_find(a->backed, k, j, false);
 
-			if (!pages_discard(a, k, m - k)) {
+			if (!rw_pages_discard(a, k, m - k)) {
 				bits_clear(a->backed, k, m - k);
 				a->nbacked -= m - k;
 			}
@@ -343,7 +343,7 @@ static size_t cached_pages(const struct rewire_arena *a)
  * once backed. Cached pages are given back only when that makes room, so a
  * failing call changes nothing.
  */
-int make_room(struct rewire_arena *a, size_t start, size_t n)
+int rw_make_room(struct rewire_arena *a, size_t start, size_t n)
 {
 	if (a->nbacked + n - bits_count(a->backed, start, n) <= a->budget_pages)
 		return 0;

@@ -6,11 +6,11 @@
 
 static int copy_init(struct rewire_arena *a)
 {
-	copy_costs(&a->costs);
+	rw_copy_costs(&a->costs);
 	return 0;
 }
 
-const struct backend backend_copy = {
+const struct backend rw_backend_copy = {
 	.name = "copy",
 	.init = copy_init,
 	.fini = NULL,

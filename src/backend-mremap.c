@@ -33,14 +33,6 @@ struct mremap_state {
 	double count_cost;	/* ns the last count took */
 };
 
-static double now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1e9 + ts.tv_nsec;
-}
-
 static long read_long(const char *path)
 {
 	FILE *f = fopen(path, "r");
@@ -75,18 +67,18 @@ static long count_maps(void)
 
 static void recount(struct mremap_state *m)
 {
-	double t = now_ns();
+	double t = rw_now_ns();
 
 	m->maps = count_maps();
 	m->calls = 0;
-	m->counted_at = now_ns();
+	m->counted_at = rw_now_ns();
 	m->count_cost = m->counted_at - t;
 }
 
 /* Is there room for one more move? */
 static bool room_for_move(struct mremap_state *m)
 {
-	double since = now_ns() - m->counted_at;
+	double since = rw_now_ns() - m->counted_at;
 	bool room = m->maps + MAPS_PER_MOVE + MAP_HEADROOM <= m->max_maps;
 
 	m->calls++;
@@ -134,7 +126,7 @@ static int mremap_remap(struct rewire_arena *a, char *dst, char *src, size_t n, 
 	 * want of memory for the mapping; then the gap stays and later moves
 	 * into it still work, since MREMAP_FIXED needs no mapping at dst.
 	 */
-	map_hole(a, src, len);
+	rw_map_hole(a, src, len);
 	return 0;
 }
 
@@ -172,7 +164,7 @@ static int mremap_init(struct rewire_arena *a)
 	if (m->max_maps < 0)
 		m->max_maps = 65530;
 	recount(m);
-	copy_costs(&a->costs);
+	rw_copy_costs(&a->costs);
 	/* Measured on 6.18: 5.3 to 8.3 us per call, VMA splits included. */
 	a->costs.remap_call = 6000;
 	a->costs.remap_per_page = 60;
@@ -186,7 +178,7 @@ static void mremap_fini(struct rewire_arena *a)
 	a->backend_data = NULL;
 }
 
-const struct backend backend_mremap = {
+const struct backend rw_backend_mremap = {
 	.name = "mremap",
 	.init = mremap_init,
 	.fini = mremap_fini,

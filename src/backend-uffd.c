@@ -101,14 +101,6 @@ static int uffd_remap(struct rewire_arena *a, char *dst, char *src, size_t n,
 	return ret;
 }
 
-static double now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1e9 + ts.tv_nsec;
-}
-
 static struct costs measured;
 static pthread_once_t measure_once = PTHREAD_ONCE_INIT;
 
@@ -116,12 +108,12 @@ static pthread_once_t measure_once = PTHREAD_ONCE_INIT;
 static double time_moves(int fd, char *x, char *y, size_t len, int reps)
 {
 	size_t moved;
-	double t = now_ns();
+	double t = rw_now_ns();
 
 	for (int r = 0; r < reps; r++)
 		if (move(fd, r & 1 ? x : y, r & 1 ? y : x, len, &moved))
 			return -1;
-	return (now_ns() - t) / reps;
+	return (rw_now_ns() - t) / reps;
 }
 
 /* Calibrate UFFDIO_MOVE once per process on a private registered mapping. */
@@ -133,7 +125,7 @@ static void measure(void)
 		       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	double one = -1, many = -1;
 
-	copy_costs(&measured);
+	rw_copy_costs(&measured);
 	/* The figures of DESIGN.md, if measuring fails. */
 	measured.remap_call = 1150;
 	measured.remap_per_page = 50;
@@ -189,7 +181,7 @@ static void uffd_fini(struct rewire_arena *a)
 	a->backend_data = NULL;
 }
 
-const struct backend backend_uffd = {
+const struct backend rw_backend_uffd = {
 	.name = "uffd",
 	.init = uffd_init,
 	.fini = uffd_fini,

@@ -5,7 +5,7 @@
 #ifndef REWIRE_FAULT_H
 #define REWIRE_FAULT_H
 
-void fault_inject(int err, long nth, long count);
-long fault_fired(void);
+void rw_fault_inject(int err, long nth, long count);
+long rw_fault_fired(void);
 
 #endif

@@ -37,7 +37,7 @@ struct costs {
 
 /*
  * One mechanism that moves pages. A batch goes to the backend in one call:
- * to apply() if it has one, else to plan_apply(), which uses remap(). Either
+ * to apply() if it has one, else to rw_plan_apply(), which uses remap(). Either
  * way ops[0, done) end fully applied and every later operation not applied
  * at all, whatever happens; that is the invariant of rewire(7).
  */
@@ -54,9 +54,9 @@ struct backend {
 		     size_t nops, struct apply_result *res);
 };
 
-extern const struct backend backend_copy;
-extern const struct backend backend_uffd;
-extern const struct backend backend_mremap;
+extern const struct backend rw_backend_copy;
+extern const struct backend rw_backend_uffd;
+extern const struct backend rw_backend_mremap;
 
 struct rewire_arena {
 	pthread_mutex_t lock;
@@ -66,7 +66,7 @@ struct rewire_arena {
 	unsigned int page_shift;
 	size_t budget_pages;
 	unsigned int flags;
-	unsigned long fork_gen;	/* fork_generation when created */
+	unsigned long fork_gen;	/* rw_fork_generation when created */
 
 	/* One bit per page. */
 	uint64_t *live;		/* in a live run */
@@ -86,11 +86,11 @@ struct rewire_arena {
 	uint64_t batches, ops, pages_remapped, pages_copied;
 };
 
-extern unsigned long fork_generation;
+extern unsigned long rw_fork_generation;
 
 static inline bool arena_forked(const struct rewire_arena *a)
 {
-	return a->fork_gen != __atomic_load_n(&fork_generation, __ATOMIC_RELAXED);
+	return a->fork_gen != __atomic_load_n(&rw_fork_generation, __ATOMIC_RELAXED);
 }
 
 static inline size_t page_index(const struct rewire_arena *a, const void *p)
@@ -104,25 +104,26 @@ static inline char *page_addr(const struct rewire_arena *a, size_t i)
 }
 
 /* arena.c */
-int pages_populate(struct rewire_arena *a, size_t start, size_t n);
-int pages_discard(struct rewire_arena *a, size_t start, size_t n);
-void discard_hole_pages(struct rewire_arena *a, size_t start, size_t n);
-int make_room(struct rewire_arena *a, size_t start, size_t n);
+int rw_pages_populate(struct rewire_arena *a, size_t start, size_t n);
+int rw_pages_discard(struct rewire_arena *a, size_t start, size_t n);
+void rw_discard_hole_pages(struct rewire_arena *a, size_t start, size_t n);
+int rw_make_room(struct rewire_arena *a, size_t start, size_t n);
 
-int map_hole(struct rewire_arena *a, char *addr, size_t len);
-void copy_costs(struct costs *c);
+int rw_map_hole(struct rewire_arena *a, char *addr, size_t len);
+void rw_copy_costs(struct costs *c);
 
 /* alloc.c */
-size_t find_free(const struct rewire_arena *a, size_t n);
-size_t find_free_holes(const struct rewire_arena *a, size_t n);
-void make_holes(struct rewire_arena *a, size_t start, size_t n);
+size_t rw_find_free(const struct rewire_arena *a, size_t n);
+size_t rw_find_free_holes(const struct rewire_arena *a, size_t n);
+void rw_make_holes(struct rewire_arena *a, size_t start, size_t n);
 
 /* plan.c */
-int plan_apply(struct rewire_arena *a, const struct page_op *ops, size_t nops,
+double rw_now_ns(void);
+int rw_plan_apply(struct rewire_arena *a, const struct page_op *ops, size_t nops,
 	       struct apply_result *res);
 
 /* ops.c */
-int ops_apply(struct rewire_arena *a, const struct page_op *ops, size_t nops,
+int rw_ops_apply(struct rewire_arena *a, const struct page_op *ops, size_t nops,
 	      size_t *done);
 
 #endif

@@ -122,12 +122,12 @@ static int check_op(const struct rewire_arena *a, const struct rewire_op *uop,
  * Run already validated operations whose state change is already recorded.
  * On failure the state of the operations not applied is rolled back.
  */
-int ops_apply(struct rewire_arena *a, const struct page_op *ops, size_t nops,
+int rw_ops_apply(struct rewire_arena *a, const struct page_op *ops, size_t nops,
 	      size_t *done)
 {
 	struct apply_result res = { 0, 0, 0 };
 	int ret = a->backend->apply ? a->backend->apply(a, ops, nops, &res) :
-		  plan_apply(a, ops, nops, &res);
+		  rw_plan_apply(a, ops, nops, &res);
 
 	if (ret)
 		for (size_t i = nops; i-- > res.done;)
@@ -170,7 +170,7 @@ int rewire_batch(struct rewire_arena *a, const struct rewire_op *uops,
 		while (i-- > 0)
 			apply_state(a, &ops[i], true);
 	} else {
-		ret = ops_apply(a, ops, nops, &done);
+		ret = rw_ops_apply(a, ops, nops, &done);
 	}
 	pthread_mutex_unlock(&a->lock);
 
@@ -195,7 +195,7 @@ int rewire_discard(struct rewire_arena *a, void *addr, size_t len)
 	ret = check_range(a, addr, len, &first);
 	if (!ret) {
 		backed = bits_count(a->backed, first, len >> a->page_shift);
-		ret = pages_discard(a, first, len >> a->page_shift);
+		ret = rw_pages_discard(a, first, len >> a->page_shift);
 	}
 	if (!ret) {
 		bits_clear(a->backed, first, len >> a->page_shift);

@@ -25,7 +25,7 @@ static struct {
 	long nth, count, seen, fired;
 } fault;
 
-void fault_inject(int err, long nth, long count)
+void rw_fault_inject(int err, long nth, long count)
 {
 	fault.err = err;
 	fault.nth = nth;
@@ -33,7 +33,7 @@ void fault_inject(int err, long nth, long count)
 	fault.fired = 0;
 }
 
-long fault_fired(void)
+long rw_fault_fired(void)
 {
 	return fault.fired;
 }
@@ -59,14 +59,14 @@ static size_t fault_check(size_t n)
 static int copy_move(struct rewire_arena *a, char *dst, char *src, size_t n)
 {
 	size_t d = page_index(a, dst);
-	int ret = fault_check(n) < n ? -fault.err : pages_populate(a, d, n);
+	int ret = fault_check(n) < n ? -fault.err : rw_pages_populate(a, d, n);
 
 	if (ret) {
-		pages_discard(a, d, n);
+		rw_pages_discard(a, d, n);
 		return ret;
 	}
 	memcpy(dst, src, n << a->page_shift);
-	pages_discard(a, page_index(a, src), n);
+	rw_pages_discard(a, page_index(a, src), n);
 	return 0;
 }
 
@@ -140,7 +140,7 @@ static int move_run(struct rewire_arena *a, char *dst, char *src, size_t n,
 			continue;
 		if (ret == -EEXIST && !cleared) {
 			/* The program touched a hole: its data is void. */
-			pages_discard(a, page_index(a, dst + off * ps), n - off);
+			rw_pages_discard(a, page_index(a, dst + off * ps), n - off);
 			cleared = true;
 			continue;
 		}
@@ -204,7 +204,7 @@ static int counted(struct apply_result *res, const struct apply_result *before,
  * alone: staging never changes what the arena holds. */
 static char *staging_area(struct rewire_arena *a, size_t n)
 {
-	size_t start = find_free_holes(a, n);
+	size_t start = rw_find_free_holes(a, n);
 
 	return start == a->npages ? NULL : page_addr(a, start);
 }
@@ -427,7 +427,7 @@ static size_t coalesce(const struct rewire_arena *a, const struct page_op *ops,
 	return i;
 }
 
-int plan_apply(struct rewire_arena *a, const struct page_op *ops, size_t nops,
+int rw_plan_apply(struct rewire_arena *a, const struct page_op *ops, size_t nops,
 	       struct apply_result *res)
 {
 	struct page_op run;
@@ -454,7 +454,8 @@ int plan_apply(struct rewire_arena *a, const struct page_op *ops, size_t nops,
 	return ret;
 }
 
-static double now_ns(void)
+/* For the cost measurements and the mremap backend's recounts. */
+double rw_now_ns(void)
 {
 	struct timespec ts;
 
@@ -468,7 +469,7 @@ static pthread_once_t copy_once = PTHREAD_ONCE_INIT;
 /* Nanoseconds per call of moving n pages back and forth between two areas. */
 static double time_copy_move(char *x, char *y, size_t n, size_t ps, int reps)
 {
-	double t = now_ns();
+	double t = rw_now_ns();
 
 	for (int r = 0; r < reps; r++) {
 		char *dst = r & 1 ? x : y, *src = r & 1 ? y : x;
@@ -477,7 +478,7 @@ static double time_copy_move(char *x, char *y, size_t n, size_t ps, int reps)
 		memcpy(dst, src, n * ps);
 		madvise(src, n * ps, MADV_DONTNEED);
 	}
-	return (now_ns() - t) / reps;
+	return (rw_now_ns() - t) / reps;
 }
 
 /* Measure copying on this machine, once per process, in about a millisecond,
@@ -495,10 +496,10 @@ static void measure_copy(void)
 		return;
 	memset(p, 1, 2 * n * ps);
 	memcpy(p + n * ps, p, n * ps);
-	t = now_ns();
+	t = rw_now_ns();
 	for (int r = 0; r < 8; r++)
 		memcpy(p + (r & 1 ? 0 : n) * ps, p + (r & 1 ? n : 0) * ps, n * ps);
-	measured_copy.copy_page = (now_ns() - t) / (8.0 * n);
+	measured_copy.copy_page = (rw_now_ns() - t) / (8.0 * n);
 	madvise(p + n * ps, n * ps, MADV_DONTNEED);
 	one = time_copy_move(p, p + n * ps, 1, ps, 64);
 	many = time_copy_move(p, p + n * ps, n, ps, 8);
@@ -508,7 +509,7 @@ static void measure_copy(void)
 	munmap(p, 2 * n * ps);
 }
 
-void copy_costs(struct costs *c)
+void rw_copy_costs(struct costs *c)
 {
 	pthread_once(&copy_once, measure_copy);
 	*c = measured_copy;

@@ -80,10 +80,10 @@ static void one_batch(int err, long nth, long count, struct tally *t)
 			tag_page(at(i), m[i]);
 	}
 	n = make_batch(ops);
-	fault_inject(err, nth, count);
+	rw_fault_inject(err, nth, count);
 	ret = rewire_batch(a, ops, n, &done);
-	t->fired += fault_fired();
-	fault_inject(0, 0, 0);
+	t->fired += rw_fault_fired();
+	rw_fault_inject(0, 0, 0);
 	t->runs++;
 	t->failed += ret != 0;
 	if ((ret == 0) != (done == n) || done > n) {
@@ -120,10 +120,10 @@ static void one_realloc(int err, long nth, long count, struct tally *t)
 	}
 	rewire_move(a, rewire_alloc(a, page_size, REWIRE_ALLOC_HOLES), at(4), page_size);
 	rewire_move(a, rewire_alloc(a, page_size, REWIRE_ALLOC_HOLES), at(9), page_size);
-	fault_inject(err, nth, count);
+	rw_fault_inject(err, nth, count);
 	q = rewire_realloc(a, p, 3 * NP * page_size);
-	t->fired += fault_fired();
-	fault_inject(0, 0, 0);
+	t->fired += rw_fault_fired();
+	rw_fault_inject(0, 0, 0);
 	t->runs++;
 	t->failed += !q;
 	if (!check_pages(q ? q : p, m, NP) || (q && rewire_usable_size(a, p)) ||
