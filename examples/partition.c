@@ -79,5 +79,7 @@ int main(void)
 	printf("partitioned %d keys into %d partitions of %zu pages on %s, no record copied "
 	       "twice\n", RECORDS, PARTS, next, rewire_backend_name(a));
 	rewire_arena_destroy(a);
+	free(owner);
+	free(perm);
 	return 0;
 }

@@ -49,10 +49,13 @@ static void busy_page(void)
 	ok(check_pages(p, model, 2 * NP), "every page arrived, the shared one too");
 	is_int(NP, (long long)(after.pages_remapped + after.pages_copied - before.pages_remapped -
 			       before.pages_copied), "%d pages moved", NP);
-	if (!strcmp(rewire_backend_name(a), "uffd"))
-		ok(after.pages_copied - before.pages_copied >= 1 &&
-		   after.pages_remapped - before.pages_remapped >= NP / 2,
-		   "uffd: the shared page was copied, the rest remapped around it");
+	diag("%s: %llu pages remapped, %llu copied", rewire_backend_name(a),
+	     (unsigned long long)(after.pages_remapped - before.pages_remapped),
+	     (unsigned long long)(after.pages_copied - before.pages_copied));
+	/* Only a backend named explicitly is sure to remap (auto may copy). */
+	if (getenv("REWIRE_BACKEND") && !strcmp(getenv("REWIRE_BACKEND"), "uffd"))
+		ok(after.pages_remapped - before.pages_remapped >= NP - 1,
+		   "uffd: every page but the shared one was remapped");
 	else
 		ok(1, "%s: no page is refused", rewire_backend_name(a));
 	c = 1;
