@@ -308,7 +308,8 @@ void bench_growth(size_t max)
 		times[i] = median(t, good);
 		peaks[i] = median(rss, good);
 		printf("  %-22s %10.1f %12.1f %10.2f %12.2f\n", a->name, times[i] / 1e6,
-		       peaks[i] / (1 << 20), peaks[i] / (double)max, times[i] / times[0]);
+		       peaks[i] / (1 << 20), peaks[i] / (double)max,
+		       times[0] ? times[i] / times[0] : 0);
 		record(section, a->name, "ms", times[i] / 1e6);
 		record(section, a->name, "peak_rss_bytes", peaks[i]);
 		if (n < 4) {

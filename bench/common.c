@@ -76,8 +76,9 @@ void record(const char *section, const char *what, const char *metric, double va
 {
 	extern FILE *csv_file;
 
+	/* Names may hold commas: quote them. */
 	if (csv_file)
-		fprintf(csv_file, "%s,%s,%s,%.6g\n", section, what, metric, value);
+		fprintf(csv_file, "\"%s\",\"%s\",\"%s\",%.6g\n", section, what, metric, value);
 }
 
 void goal(const char *what, double ratio, const char *target, bool met)

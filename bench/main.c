@@ -37,27 +37,36 @@ static void write_curves(FILE *f, const struct curve *c, int n)
 	}
 }
 
-static int plot(const char *png)
+static int plot(const char *png, size_t pages)
 {
 	char data[] = "/tmp/rewire-bench-XXXXXX";
-	int fd = mkstemp(data);
 	FILE *f, *gp;
+	int fd;
 
 	if (system("command -v gnuplot >/dev/null 2>&1")) {
 		printf("\n--plot: gnuplot is not installed (apt-get install gnuplot-nox); no plot\n");
 		return 0;
 	}
-	if (fd < 0 || !(f = fdopen(fd, "w")))
+	fd = mkstemp(data);
+	if (fd < 0)
 		return -1;
+	f = fdopen(fd, "w");
+	if (!f) {
+		close(fd);
+		unlink(data);
+		return -1;
+	}
 	write_curves(f, run_curves, nrun_curves);
 	write_curves(f, growth_curves, ngrowth_curves);
 	fclose(f);
 	gp = popen("gnuplot", "w");
-	if (!gp)
+	if (!gp) {
+		unlink(data);
 		return -1;
+	}
 	fprintf(gp, "set terminal png size 1200,500\nset output '%s'\nset multiplot layout 1,2\n"
 		    "set logscale xy\nset xlabel 'run length (pages)'\nset ylabel 'ns per page'\n"
-		    "set title 'Moving 64Ki pages in runs'\nplot", png);
+		    "set title 'Moving %zu pages in runs'\nplot", png, pages);
 	for (int i = 0; i < nrun_curves; i++)
 		fprintf(gp, "%s '%s' index %d with linespoints title '%s'", i ? "," : "", data, i,
 			run_curves[i].name);
@@ -67,9 +76,10 @@ static int plot(const char *png)
 		fprintf(gp, "%s '%s' index %d with linespoints title '%s'", i ? "," : "", data,
 			nrun_curves + i, growth_curves[i].name);
 	fprintf(gp, "\nunset multiplot\n");
-	if (pclose(gp))
-		return -1;
+	fd = pclose(gp);
 	unlink(data);
+	if (fd)
+		return -1;
 	printf("\nplot written to %s\n", png);
 	return 0;
 }
@@ -161,7 +171,7 @@ int main(int argc, char **argv)
 		bench_moves(pages);
 	if (png) {
 		bench_run_lengths(pages);
-		if (plot(png))
+		if (plot(png, pages))
 			fprintf(stderr, "rewire-bench: gnuplot failed to draw %s\n", png);
 	}
 	if (csv_file)

@@ -57,7 +57,12 @@ static void report(const char *what, const char *backend, double ns, struct rewi
 	results[nresults++] = (struct result){ what, backend, ns };
 	printf("  %-34s %-8s %10.1f %9.0f%% %s\n", what, backend, ns,
 	       moved ? 100 * st.pages_copied / moved : 0, ok ? "" : "WRONG DATA");
-	record("moves", what, backend, ns);
+	{
+		char name[96];
+
+		snprintf(name, sizeof(name), "%s (%s)", what, backend);
+		record("moves", name, "ns_per_page", ns);
+	}
 }
 
 static double find(const char *what, const char *backend)
