@@ -54,8 +54,9 @@ static void busy_page(void)
 	     (unsigned long long)(after.pages_copied - before.pages_copied));
 	/* Only a backend named explicitly is sure to remap (auto may copy). */
 	if (getenv("REWIRE_BACKEND") && !strcmp(getenv("REWIRE_BACKEND"), "uffd"))
-		ok(after.pages_remapped - before.pages_remapped >= NP - 1,
-		   "uffd: every page but the shared one was remapped");
+		ok(after.pages_copied - before.pages_copied >= 1 &&
+		   after.pages_remapped - before.pages_remapped >= 5,
+		   "uffd: the pages before the shared one were remapped, the shared one copied");
 	else
 		ok(1, "%s: no page is refused", rewire_backend_name(a));
 	c = 1;
