@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "bitmap.h"
 #include "internal.h"
@@ -67,7 +68,7 @@ static int check_permutation(const size_t *perm, size_t n)
 static int check_op(const struct rewire_arena *a, const struct rewire_op *uop,
 		    struct page_op *op)
 {
-	size_t d, s, n;
+	size_t d, s, n, *copy;
 	int ret;
 
 	if (uop->flags)
@@ -106,11 +107,21 @@ static int check_op(const struct rewire_arena *a, const struct rewire_op *uop,
 		n = uop->len >> a->page_shift;
 		if (!bits_all(a->backed, d, n, true))
 			return -ENOENT;
-		ret = check_permutation(uop->perm, n);
-		if (ret)
+		/*
+		 * Keep a copy, checked once: the array may live in pages an
+		 * earlier operation of the batch moves away.
+		 */
+		copy = malloc(n * sizeof(*copy));
+		if (!copy)
+			return -ENOMEM;
+		memcpy(copy, uop->perm, n * sizeof(*copy));
+		ret = check_permutation(copy, n);
+		if (ret) {
+			free(copy);
 			return ret;
+		}
 		op->src = NULL;
-		op->perm = uop->perm;
+		op->perm = copy;
 		op->npages = n;
 		return 0;
 	default:
@@ -167,13 +178,17 @@ int rewire_batch(struct rewire_arena *a, const struct rewire_op *uops,
 		apply_state(a, &ops[i], false);
 	}
 	if (ret) {
-		while (i-- > 0)
-			apply_state(a, &ops[i], true);
+		for (size_t k = i; k-- > 0;)
+			apply_state(a, &ops[k], true);
 	} else {
 		ret = rw_ops_apply(a, ops, nops, &done);
 	}
 	pthread_mutex_unlock(&a->lock);
 
+	/* i is the number of operations checked, and so lowered. */
+	while (i-- > 0)
+		if (ops[i].type == REWIRE_OP_PERMUTE)
+			free((size_t *)ops[i].perm);
 	if (ops != &one)
 		free(ops);
 	if (donep)

@@ -212,7 +212,7 @@ int main(void)
 
 	arena = test_arena(4 * NP, 0, 0);
 	test_seed();
-	plan(23);
+	plan(24);
 	base = rewire_alloc(arena, NP * page_size, 0);
 	ok(base && rewire_alloc(arena, NP * page_size, REWIRE_ALLOC_HOLES) == at(NP),
 	   "a run of %d backed pages followed by one of %d holes", NP, NP);
@@ -240,6 +240,29 @@ int main(void)
 		rewire_arena_stats(arena, &s2);
 		ok(s1.cached == 8 * page_size && s2.cached == s1.cached && s2.backed == s1.backed,
 		   "swap and permute leave cached pages alone");
+	}
+	{
+		/* Regression: a permutation array in arena pages that an earlier
+		 * operation of the batch moves away was read again after the
+		 * move; it is now copied when the batch is checked. */
+		struct rewire_arena *b = test_arena(16, 0, 0);
+		char *x = rewire_alloc(b, page_size, 0), *y = rewire_alloc(b, page_size, 0);
+		char *z = rewire_alloc(b, 2 * page_size, 0);
+		size_t done = 0;
+		struct rewire_op batch[2] = {
+			{ REWIRE_OP_SWAP, 0, x, y, page_size, NULL },
+			{ REWIRE_OP_PERMUTE, 0, z, NULL, 2 * page_size, (size_t *)x },
+		};
+
+		((size_t *)x)[0] = 1;
+		((size_t *)x)[1] = 0;
+		((size_t *)y)[0] = (size_t)1 << 40;	/* what x holds after the swap */
+		((size_t *)y)[1] = (size_t)1 << 41;
+		tag_page(z, 7);
+		tag_page(z + page_size, 8);
+		ok(!rewire_batch(b, batch, 2, &done) && done == 2 && page_has_tag(z, 8) &&
+		   page_has_tag(z + page_size, 7), "a batch uses the permutation it checked");
+		rewire_arena_destroy(b);
 	}
 	is_int(0, rewire_arena_stats(arena, &st), "stats");
 	is_int((NP + 8) * (long long)page_size, (long long)st.backed,
