@@ -252,6 +252,21 @@ static int move_run(struct rewire_arena *a, size_t from, size_t to, size_t n)
 	int ret;
 
 	rw_make_holes(a, to, n);
+	/*
+	 * A copying backend needs new pages: take them all before anything
+	 * moves, so the move cannot fail halfway and need undoing (which would
+	 * need pages too).
+	 */
+	for (size_t k = from; !a->backend->remap && (k = bits_find(a->backed, k, end, true)) < end;) {
+		size_t m = bits_find(a->backed, k, end, false);
+
+		ret = rw_pages_populate(a, to + (k - from), m - k);
+		if (ret) {
+			rw_pages_discard(a, to, n);
+			return ret;
+		}
+		k = m;
+	}
 	mark_live(a, to, n);
 	while ((i = bits_find(a->backed, i, end, true)) < end) {
 		size_t j = bits_find(a->backed, i, end, false);
