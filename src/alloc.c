@@ -223,7 +223,7 @@ size_t rewire_usable_size(struct rewire_arena *a, const void *p)
 }
 
 /* Move every backed page of [to, to + n) back to [from, from + n). */
-static void move_back(struct rewire_arena *a, size_t from, size_t to, size_t n)
+static int move_back(struct rewire_arena *a, size_t from, size_t to, size_t n)
 {
 	struct page_op back;
 	size_t done;
@@ -235,9 +235,11 @@ static void move_back(struct rewire_arena *a, size_t from, size_t to, size_t n)
 					 page_addr(a, k), m - k, NULL };
 		bits_set(a->backed, from + (k - to), m - k);
 		bits_clear(a->backed, k, m - k);
-		rw_ops_apply(a, &back, 1, &done);
+		if (rw_ops_apply(a, &back, 1, &done))
+			return -EIO;
 		k = m;
 	}
+	return 0;
 }
 
 /*
@@ -280,9 +282,13 @@ static int move_run(struct rewire_arena *a, size_t from, size_t to, size_t n)
 		    bits_find(a->backed, i, end, true) < end)
 			continue;
 		ret = rw_ops_apply(a, ops, nops, &done);
+		if (ret == -EIO)
+			return ret;
 		if (ret) {
-			/* The page states now say exactly what moved. */
-			move_back(a, from, to, n);
+			/* The page states now say exactly what moved. If a page
+			 * cannot go back, keep both ranges: nothing is dropped. */
+			if (move_back(a, from, to, n))
+				return -EIO;
 			mark_free(a, to, n);
 			return ret;
 		}

@@ -122,26 +122,17 @@ static int bind_node(char *base, size_t len, int node)
 #endif
 }
 
-/*
- * Map len bytes that are private to this process and locked as they fault,
- * at a fixed address that must be unmapped or else anywhere.
- */
-static int map_locked(char *at, size_t len, int node, char **out)
+/* Map len bytes that are private to this process and locked as they fault. */
+static int map_locked(size_t len, int node, char **out)
 {
-	char *p = mmap(at, len, PROT_READ | PROT_WRITE,
-		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE |
-		       (at ? MAP_FIXED_NOREPLACE : 0), -1, 0);
+	char *p = mmap(NULL, len, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	int ret;
 
 	/* Our arguments are valid, so EINVAL (valgrind's answer to a length
 	 * beyond the address space) means what the kernel's ENOMEM does. */
 	if (p == MAP_FAILED)
 		return errno == EINVAL ? -ENOMEM : -errno;
-	if (at && p != at) {
-		/* A kernel before 4.17 took MAP_FIXED_NOREPLACE as a hint. */
-		munmap(p, len);
-		return -EEXIST;
-	}
 	if (madvise(p, len, MADV_DONTFORK)) {
 		ret = -errno;
 		goto fail;
@@ -216,16 +207,15 @@ int rewire_arena_create(const struct rewire_options *opts,
 	if (a->budget_pages > a->npages)
 		a->budget_pages = a->npages;
 	a->flags = opts->flags;
-	a->numa_node = opts->numa_node;
 	a->fork_gen = __atomic_load_n(&rw_fork_generation, __ATOMIC_RELAXED);
 	len = a->npages << a->page_shift;
 
 	/* The address space first: a reserve too large fails there, before
 	 * any bookkeeping is sized by it. */
-	ret = map_locked(NULL, len, opts->numa_node, &a->base);
+	ret = map_locked(len, opts->numa_node, &a->base);
 	if (ret)
 		goto fail;
-	ret = map_locked(NULL, page_size, -1, &a->scratch);
+	ret = map_locked(page_size, -1, &a->scratch);
 	if (ret)
 		goto fail;
 	/* The scratch page is touched now so copying never faults. */
@@ -265,14 +255,6 @@ const char *rewire_backend_name(const struct rewire_arena *a)
 		return NULL;
 	}
 	return a->backend->name;
-}
-
-/* Map holes again at addr, where the mremap backend took pages away. */
-int rw_map_hole(struct rewire_arena *a, char *addr, size_t len)
-{
-	char *p;
-
-	return map_locked(addr, len, a->numa_node, &p);
 }
 
 int rw_pages_populate(struct rewire_arena *a, size_t start, size_t n)

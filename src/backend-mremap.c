@@ -1,15 +1,25 @@
-/* The mremap backend: mremap(MREMAP_FIXED) moves a run's page tables to the
- * holes at its destination, and the source becomes a fresh hole mapping.
- * Every move splits the arena's mapping, so it watches vm.max_map_count. */
+/* The mremap backend: mremap(MREMAP_FIXED | MREMAP_DONTUNMAP) moves a run's
+ * page tables to the holes at its destination and leaves the source mapped,
+ * empty. Every move splits the arena's mapping, so it watches
+ * vm.max_map_count. */
 #include "config.h"
 
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 #include <time.h>
 
 #include "internal.h"
+
+#ifndef MREMAP_DONTUNMAP
+#define MREMAP_DONTUNMAP 4
+#endif
+#ifndef MLOCK_ONFAULT
+#define MLOCK_ONFAULT 0x01
+#endif
 
 /* Mappings left for everything else in the process. */
 #define MAP_HEADROOM 1024
@@ -101,7 +111,22 @@ static int mremap_remap(struct rewire_arena *a, char *dst, char *src, size_t n, 
 	/* Out of mappings: refuse, and the planner copies instead. */
 	if (!room_for_move(m))
 		return -ENOSPC;
-	if (mremap(src, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, dst) == MAP_FAILED) {
+	/*
+	 * DONTUNMAP keeps the source mapped, so no other thread's mmap can
+	 * land in the arena between the move and the source becoming holes.
+	 */
+	/*
+	 * DONTUNMAP clears VM_LOCKED on what it leaves behind without taking
+	 * it off the locked-memory count, so unlock the source first and
+	 * lock both sides again afterwards: the count stays exact.
+	 */
+	munlock(src, len);
+	if (mremap(src, len, len, MREMAP_MAYMOVE | MREMAP_FIXED | MREMAP_DONTUNMAP,
+		   dst) == MAP_FAILED) {
+		int err = errno;
+
+		syscall(SYS_mlock2, src, len, MLOCK_ONFAULT);
+		errno = err;
 		size_t half = n / 2, first;
 		int ret;
 
@@ -120,34 +145,27 @@ static int mremap_remap(struct rewire_arena *a, char *dst, char *src, size_t n, 
 	}
 	m->maps += MAPS_PER_MOVE;
 	*moved = n;
-	/*
-	 * The data is at dst now; src must be arena holes again. This cannot
-	 * fail for want of address space (the range was just ours), only for
-	 * want of memory for the mapping; then the gap stays and later moves
-	 * into it still work, since MREMAP_FIXED needs no mapping at dst.
-	 */
-	rw_map_hole(a, src, len);
+	/* Neither can fail for the limit: both ranges were locked before. */
+	syscall(SYS_mlock2, dst, len, MLOCK_ONFAULT);
+	syscall(SYS_mlock2, src, len, MLOCK_ONFAULT);
 	return 0;
 }
 
 /*
- * Sources become holes again through MAP_FIXED_NOREPLACE, which never
- * clobbers a mapping another thread made meanwhile. Kernels before 4.17
- * (and valgrind 3.19) take it as a hint: then this backend is unusable.
+ * MREMAP_DONTUNMAP takes private anonymous memory from Linux 5.7 on.
+ * valgrind 3.19 does not know it: then this backend is unusable.
  */
-static bool noreplace_works(size_t ps)
+static bool dontunmap_works(size_t ps)
 {
-	char *p = mmap(NULL, 2 * ps, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0), *q;
+	char *p = mmap(NULL, 2 * ps, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	bool works;
 
 	if (p == MAP_FAILED)
 		return false;
-	munmap(p + ps, ps);
-	q = mmap(p + ps, ps, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
-	works = q == p + ps;
-	munmap(p, ps);
-	if (q != MAP_FAILED)
-		munmap(q, ps);
+	p[0] = 1;
+	works = mremap(p, ps, ps, MREMAP_MAYMOVE | MREMAP_FIXED | MREMAP_DONTUNMAP,
+		       p + ps) == p + ps && p[ps] == 1 && p[0] == 0;
+	munmap(p, 2 * ps);
 	return works;
 }
 
@@ -155,7 +173,7 @@ static int mremap_init(struct rewire_arena *a)
 {
 	struct mremap_state *m;
 
-	if (!noreplace_works(a->page_size))
+	if (!dontunmap_works(a->page_size))
 		return -EOPNOTSUPP;
 	m = calloc(1, sizeof(*m));
 	if (!m)

@@ -76,7 +76,6 @@ struct rewire_arena {
 	size_t nbacked;
 	size_t first_free;	/* no free page below this index */
 
-	int numa_node;
 	char *scratch;		/* one mlocked page for copying */
 	const struct backend *backend;
 	void *backend_data;
@@ -109,7 +108,6 @@ int rw_pages_discard(struct rewire_arena *a, size_t start, size_t n);
 void rw_discard_hole_pages(struct rewire_arena *a, size_t start, size_t n);
 int rw_make_room(struct rewire_arena *a, size_t start, size_t n);
 
-int rw_map_hole(struct rewire_arena *a, char *addr, size_t len);
 void rw_copy_costs(struct costs *c);
 
 /* alloc.c */

@@ -19,8 +19,9 @@
 /*
  * Fault injection for the tests (src/fault.h): page attempts nth to
  * nth + count - 1 of each batch fail with err, wherever they are tried.
+ * Per thread, so threads on other arenas never see another's faults.
  */
-static struct {
+static __thread struct {
 	int err;
 	long nth, count, seen, fired;
 } fault;
@@ -55,14 +56,16 @@ static size_t fault_check(size_t n)
 }
 
 /* Move n pages into the holes at dst by copying: back dst first, so running
- * out of memory is an error rather than a fault halfway. */
-static int copy_move(struct rewire_arena *a, char *dst, char *src, size_t n)
+ * out of memory is an error rather than a fault halfway. Unless undoing,
+ * dst is known to be holes, and what populating it left is dropped. */
+static int copy_move(struct rewire_arena *a, char *dst, char *src, size_t n, bool undo)
 {
 	size_t d = page_index(a, dst);
 	int ret = fault_check(n) < n ? -fault.err : rw_pages_populate(a, d, n);
 
 	if (ret) {
-		rw_pages_discard(a, d, n);
+		if (!undo)
+			rw_pages_discard(a, d, n);
 		return ret;
 	}
 	memcpy(dst, src, n << a->page_shift);
@@ -115,19 +118,18 @@ static int copy_permute(struct rewire_arena *a, char *base, const size_t *perm,
 /*
  * Remap n pages from src to the holes at dst, resuming short moves and
  * copying the pages the backend refuses (pinned, shared). *moved says how
- * far it got, also on error.
+ * far it got, also on error. An undo moves pages back to where they just
+ * were; if that place is not empty, nothing there may be dropped.
  */
 static int move_run(struct rewire_arena *a, char *dst, char *src, size_t n,
-		    struct apply_result *res, size_t *moved)
+		    struct apply_result *res, size_t *moved, bool undo)
 {
 	size_t off = 0, ps = a->page_size;
 	int retries = 0, ret = 0;
 	bool cleared = false;
 
 	while (off < n) {
-		size_t m = 0;
-
-		size_t ok = fault_check(n - off);
+		size_t m = 0, ok = fault_check(n - off);
 
 		ret = ok ? a->backend->remap(a, dst + off * ps, src + off * ps, ok, &m) : 0;
 		if (!ret && ok < n - off)
@@ -138,13 +140,13 @@ static int move_run(struct rewire_arena *a, char *dst, char *src, size_t n,
 			continue;
 		if (ret == -EAGAIN && ++retries < EAGAIN_RETRIES)
 			continue;
-		if (ret == -EEXIST && !cleared) {
+		if (ret == -EEXIST && !cleared && !undo) {
 			/* The program touched a hole: its data is void. */
 			rw_pages_discard(a, page_index(a, dst + off * ps), n - off);
 			cleared = true;
 			continue;
 		}
-		ret = copy_move(a, dst + off * ps, src + off * ps, 1);
+		ret = copy_move(a, dst + off * ps, src + off * ps, 1, undo);
 		if (ret)
 			break;
 		off++;
@@ -161,7 +163,12 @@ struct step {
 	size_t n;
 };
 
-/* Run the steps in order; if one fails, move back what has moved. */
+/*
+ * Run the steps in order; if one fails, move back what has moved. If moving
+ * back fails too (the kernel refused a move, then the copy instead, for want
+ * of memory), stop: every page still holds its data, but not all of it is
+ * where the arena's records say, and the caller gets -EIO.
+ */
 static int run_steps(struct rewire_arena *a, const struct step *s, size_t nsteps,
 		     struct apply_result *res)
 {
@@ -169,15 +176,17 @@ static int run_steps(struct rewire_arena *a, const struct step *s, size_t nsteps
 	int ret = 0;
 
 	for (i = 0; i < nsteps; i++) {
-		ret = move_run(a, s[i].dst, s[i].src, s[i].n, res, &moved);
+		ret = move_run(a, s[i].dst, s[i].src, s[i].n, res, &moved, false);
 		if (ret)
 			break;
 	}
 	if (!ret)
 		return 0;
-	move_run(a, s[i].src, s[i].dst, moved, res, &back);
+	if (move_run(a, s[i].src, s[i].dst, moved, res, &back, true))
+		return -EIO;
 	while (i-- > 0)
-		move_run(a, s[i].src, s[i].dst, s[i].n, res, &back);
+		if (move_run(a, s[i].src, s[i].dst, s[i].n, res, &back, true))
+			return -EIO;
 	return ret;
 }
 
@@ -227,7 +236,7 @@ static int do_move(struct rewire_arena *a, const struct page_op *op,
 	if (remap_is_cheaper(a, c->remap_call + op->npages * c->remap_per_page,
 			     c->copy_call + op->npages * c->copy_per_page))
 		return counted(res, &before, run_steps(a, &s, 1, res), op->npages);
-	ret = copy_move(a, op->dst, op->src, op->npages);
+	ret = copy_move(a, op->dst, op->src, op->npages, false);
 	if (!ret)
 		res->copied += op->npages;
 	return ret;

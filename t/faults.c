@@ -59,7 +59,7 @@ static void model_apply(uint64_t *m, const struct rewire_op *op)
 }
 
 struct tally {
-	long runs, fired, failed, wrong;
+	long runs, fired, failed, wrong, eio;
 };
 
 static void one_batch(int err, long nth, long count, struct tally *t)
@@ -89,6 +89,23 @@ static void one_batch(int err, long nth, long count, struct tally *t)
 	if ((ret == 0) != (done == n) || done > n) {
 		diag("%s at %ld x%ld: returned %d with %zu done", strerror(err), nth, count, ret, done);
 		t->wrong++;
+	}
+	if (ret == -EIO) {
+		/* Undoing failed too: then no page's data may be lost. */
+		t->eio++;
+		for (size_t k = 0; k < NP; k++) {
+			size_t i = 0;
+
+			while (i < 4 * NP && !(page_resident(at(i)) && page_has_tag(at(i), 100 + k)))
+				i++;
+			if (i == 4 * NP) {
+				diag("%s at %ld x%ld: the data of page %zu is lost", strerror(err), nth,
+				     count, k);
+				t->wrong++;
+			}
+		}
+		rewire_arena_destroy(a);
+		return;
 	}
 	for (size_t i = 0; i < done && i < n; i++)
 		model_apply(m, &ops[i]);
@@ -148,12 +165,16 @@ int main(void)
 				one_batch(errs[e], nth, count, &batch);
 				one_realloc(errs[e], nth, count, &re);
 			}
-	diag("batches: %ld runs, %ld faults injected, %ld failed cleanly", batch.runs, batch.fired,
-	     batch.failed);
+	/* Every attempt from the Nth on fails: undoing fails as well. */
+	for (long nth = 0; nth < 40; nth++)
+		one_batch(ENOMEM, nth, 1000, &batch);
+	diag("batches: %ld runs, %ld faults injected, %ld failed cleanly, %ld could not be undone",
+	     batch.runs, batch.fired, batch.failed - batch.eio, batch.eio);
 	diag("reallocs: %ld runs, %ld faults injected, %ld failed cleanly", re.runs, re.fired,
 	     re.failed);
 	ok(batch.fired > 0, "faults were injected into batches");
-	is_int(0, batch.wrong, "every batch left exactly the reported operations done");
+	is_int(0, batch.wrong, "every batch left exactly the reported operations done, "
+	       "or lost nothing when it could not undo");
 	ok(re.fired > 0, "faults were injected into reallocs");
 	is_int(0, re.wrong, "every realloc either moved everything or nothing");
 	return done_testing();
