@@ -2,6 +2,7 @@
  * result: a page shared copy-on-write with a child (UFFDIO_MOVE says EBUSY
  * partway through a run, so the move is also resumed), and a process out of
  * mappings (mremap would exceed vm.max_map_count). */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -138,14 +139,65 @@ static void out_of_mappings(void)
 	rewire_arena_destroy(a);
 }
 
+static volatile int stop;
+static uintptr_t arena_lo, arena_hi;
+static long landed;
+
+static void *mapper(void *arg)
+{
+	(void)arg;
+	while (!stop) {
+		char *p = mmap(NULL, page_size, PROT_READ | PROT_WRITE,
+			       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+		if (p == MAP_FAILED)
+			continue;
+		landed += (uintptr_t)p >= arena_lo && (uintptr_t)p < arena_hi;
+		munmap(p, page_size);
+	}
+	return NULL;
+}
+
+/*
+ * Regression: the mremap backend once left a run's old place unmapped for a
+ * moment, and another thread's mmap could land inside the arena there.
+ */
+static void no_foreign_mappings(void)
+{
+	struct rewire_arena *a = test_arena(2 * NP, 0, 0);
+	char *p = rewire_alloc(a, NP * page_size, 0);
+	char *h = rewire_alloc(a, NP * page_size, REWIRE_ALLOC_HOLES);
+	pthread_t t;
+	int fails = 0;
+
+	if (!p || h != p + NP * page_size)
+		bail("setup");
+	arena_lo = (uintptr_t)p;
+	arena_hi = arena_lo + 2 * NP * page_size;
+	stop = 0;
+	landed = 0;
+	if (pthread_create(&t, NULL, mapper, NULL))
+		bail("pthread_create");
+	for (int r = 0; r < 400; r++)
+		for (size_t i = 0; i < NP; i++)
+			fails += rewire_move(a, (r & 1 ? p : h) + i * page_size,
+					     (r & 1 ? h : p) + i * page_size, page_size) != 0;
+	stop = 1;
+	pthread_join(t, NULL);
+	ok(!fails && !landed, "%s: no other thread's mapping landed in the arena during %d moves",
+	   rewire_backend_name(a), 400 * NP);
+	rewire_arena_destroy(a);
+}
+
 int main(void)
 {
 	bool valgrind;
 
 	test_seed();
 	valgrind = test_init();
-	plan(valgrind ? 4 : 8);
+	plan(valgrind ? 5 : 9);
 	busy_page();
+	no_foreign_mappings();
 	/* valgrind cannot track tens of thousands of mappings. */
 	if (!valgrind)
 		out_of_mappings();

@@ -107,7 +107,7 @@ static const char *try_backend(const char *name, const struct utsname *u, char *
 	if (!strcmp(name, "uffd") && uffd_problem(u))
 		return uffd_problem(u);
 	if (!strcmp(name, "mremap") && ret == -EOPNOTSUPP)
-		return "MAP_FIXED_NOREPLACE is not honoured (Linux 4.17 or later needed)";
+		return "MREMAP_DONTUNMAP does not work here (Linux 5.7 or later needed)";
 	snprintf(why, sizeof(why), "arena creation fails: %s", strerror(-ret));
 	return why;
 }
