@@ -46,13 +46,11 @@ static void register_atfork(void)
 
 /* In the order "auto" tries them. */
 static const struct backend *const backends[] = {
+	&rw_backend_kmod,
 	&rw_backend_uffd,
 	&rw_backend_mremap,
 	&rw_backend_copy,
 };
-
-/* Names later releases add; naming one now is "not available here". */
-static const char *const planned_backends[] = { "kmod" };
 
 const char *rewire_version(void)
 {
@@ -89,9 +87,6 @@ static int choose_backend(struct rewire_arena *a, const char *name)
 			return backends[i]->init(a);
 		}
 	}
-	for (i = 0; i < sizeof(planned_backends) / sizeof(planned_backends[0]); i++)
-		if (!strcmp(name, planned_backends[i]))
-			return -EOPNOTSUPP;
 	return -EINVAL;
 }
 

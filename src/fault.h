@@ -7,5 +7,6 @@
 
 void rw_fault_inject(int err, long nth, long count);
 long rw_fault_fired(void);
+int rw_fault_armed(void);
 
 #endif

@@ -54,6 +54,7 @@ struct backend {
 		     size_t nops, struct apply_result *res);
 };
 
+extern const struct backend rw_backend_kmod;
 extern const struct backend rw_backend_copy;
 extern const struct backend rw_backend_uffd;
 extern const struct backend rw_backend_mremap;

@@ -39,6 +39,11 @@ long rw_fault_fired(void)
 	return fault.fired;
 }
 
+int rw_fault_armed(void)
+{
+	return fault.count != 0;
+}
+
 /* Of n page attempts starting now, how many succeed before an injected
  * fault (n if none). */
 static size_t fault_check(size_t n)

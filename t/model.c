@@ -487,7 +487,7 @@ static int run_model(const char *backend, long steps)
 
 int main(void)
 {
-	static const char *const all[] = { "copy", "uffd", "mremap", "auto" };
+	static const char *const all[] = { "copy", "kmod", "uffd", "mremap", "auto" };
 	const char *env = getenv("REWIRE_MODEL_OPS"), *one = getenv("REWIRE_BACKEND");
 	long steps = env ? atol(env) : 10000;
 
@@ -498,8 +498,8 @@ int main(void)
 		plan(2);
 		run_model(one, steps);
 	} else {
-		plan(8);
-		for (int i = 0; i < 4; i++)
+		plan(10);
+		for (int i = 0; i < 5; i++)
 			run_model(all[i], steps);
 	}
 	return done_testing();

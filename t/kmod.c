@@ -1,0 +1,844 @@
+/*
+ * rewire.ko itself, through /dev/rewire (rewire(4)): every refusal with its
+ * errno, the bounds, exact progress, TLB coherence with threads on other
+ * CPUs, the reverse mapping after moves (NUMA migration of every page), and
+ * a fuzz of malformed calls. It runs where the module is loaded: inside the
+ * VMs of t/vm.sh. REWIRE_KMOD_BROKEN=1 or 2 says the module was loaded with
+ * break_for_test=1 (no TLB flush) or 2 (no rmap update): then only the test
+ * that must notice runs, and passes when it does notice.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/io_uring.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "rewire_uapi.h"
+#include "testlib.h"
+
+#define DEV "/dev/rewire"
+#define MPOL_MF_MOVE (1 << 1)
+
+static struct rewire_dev_info info;
+
+static int dev_open(void)
+{
+	int fd = open(DEV, O_RDWR | O_CLOEXEC);
+
+	if (fd < 0)
+		bail("open %s: %s", DEV, strerror(errno));
+	return fd;
+}
+
+/* n pages of private anonymous memory, mlocked and tagged from tag0 on;
+ * MADV_NOHUGEPAGE unless a test wants huge pages. */
+static char *map_pages(size_t n, uint64_t tag0, bool lock)
+{
+	char *p = mmap(NULL, n * page_size, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	if (p == MAP_FAILED)
+		bail("mmap: %s", strerror(errno));
+	madvise(p, n * page_size, MADV_NOHUGEPAGE);
+	if (lock && mlock(p, n * page_size))
+		bail("mlock: %s", strerror(errno));
+	for (size_t i = 0; tag0 && i < n; i++)
+		tag_page(p + i * page_size, tag0 + i);
+	return p;
+}
+
+static int attach(int fd, const void *p, size_t len)
+{
+	struct rewire_dev_attach at = { (uintptr_t)p, len };
+
+	return ioctl(fd, REWIRE_IOC_ATTACH, &at) ? -errno : 0;
+}
+
+static int batch(int fd, const struct rewire_dev_op *ops, uint32_t n, uint32_t *done)
+{
+	struct rewire_dev_batch b = { .ops = (uintptr_t)ops, .nops = n, .done = 99 };
+	int ret = ioctl(fd, REWIRE_IOC_BATCH, &b) ? -errno : 0;
+
+	if (done)
+		*done = b.done;
+	return ret;
+}
+
+static struct rewire_dev_op op_of(int type, const char *dst, const char *src, size_t n,
+				  const uint64_t *perm)
+{
+	return (struct rewire_dev_op){ .type = (uint32_t)type, .dst = (uintptr_t)dst,
+				       .src = (uintptr_t)src, .npages = n,
+				       .perm = (uintptr_t)perm };
+}
+
+static int one(int fd, int type, const char *dst, const char *src, size_t n,
+	       const uint64_t *perm)
+{
+	struct rewire_dev_op op = op_of(type, dst, src, n, perm);
+
+	return batch(fd, &op, 1, NULL);
+}
+
+/* What the module does to the model of an arena (HOLE = no data). */
+static void model_apply(uint64_t *m, const struct rewire_dev_op *op, const char *base)
+{
+	size_t d = (size_t)((const char *)(uintptr_t)op->dst - base) / page_size;
+	size_t s = (size_t)((const char *)(uintptr_t)op->src - base) / page_size;
+	const uint64_t *perm = (const uint64_t *)(uintptr_t)op->perm;
+	uint64_t tmp[4096], t;
+
+	for (size_t i = 0; i < op->npages; i++) {
+		switch (op->type) {
+		case REWIRE_DEV_MOVE:
+			m[d + i] = m[s + i];
+			m[s + i] = HOLE;
+			break;
+		case REWIRE_DEV_SWAP:
+			t = m[d + i];
+			m[d + i] = m[s + i];
+			m[s + i] = t;
+			break;
+		default:
+			tmp[perm[i]] = m[d + i];
+		}
+	}
+	if (op->type == REWIRE_DEV_PERMUTE)
+		memcpy(&m[d], tmp, op->npages * sizeof(*m));
+}
+
+static void interface(void)
+{
+	int fd = dev_open(), fd2 = dev_open();
+	char *p = map_pages(16, 1, true);
+	uint64_t model[8] = { 1, 2, 3, 4, 5, 6, 7, 8 };
+
+	/* A gap after the 8 pages, so nothing merges with them. */
+	munmap(p + 8 * page_size, 8 * page_size);
+
+	is_int(0, ioctl(fd, REWIRE_IOC_INFO, &info), "REWIRE_IOC_INFO");
+	ok(info.version == REWIRE_DEV_VERSION && info.max_ops == REWIRE_DEV_MAX_OPS &&
+	   info.max_pages == REWIRE_DEV_MAX_PAGES && info.page_size == page_size,
+	   "version %u, at most %u ops and %u pages a batch, page size %u",
+	   info.version, info.max_ops, info.max_pages, info.page_size);
+	is_int(-ENOTTY, ioctl(fd, _IO(REWIRE_IOC_MAGIC, 9)) ? -errno : 0, "unknown ioctl: ENOTTY");
+	is_int(-EBADFD, one(fd, REWIRE_DEV_SWAP, p, p + page_size, 1, NULL),
+	       "a batch before attaching: EBADFD");
+	is_int(-EINVAL, attach(fd, p, 0), "attach zero bytes: EINVAL");
+	is_int(-EINVAL, attach(fd, p + 1, page_size), "attach an unaligned start: EINVAL");
+	is_int(-EINVAL, attach(fd, p, page_size + 1), "attach an unaligned length: EINVAL");
+	is_int(-EINVAL, attach(fd, (void *)-page_size, 2 * page_size), "attach a range that wraps: EINVAL");
+	is_int(-EFAULT, attach(fd, p, 16 * page_size), "attach past the mapping: EFAULT");
+	is_int(-EFAULT, ioctl(fd, REWIRE_IOC_ATTACH, (void *)8) ? -errno : 0,
+	       "attach through a bad pointer: EFAULT");
+	is_int(0, attach(fd, p, 8 * page_size), "attach 8 mlocked anonymous pages");
+	is_int(-EBUSY, attach(fd, p, 8 * page_size), "attach twice: EBUSY");
+	is_int(0, one(fd, REWIRE_DEV_SWAP, p, p + 7 * page_size, 1, NULL), "swap two pages");
+	model[0] = 8, model[7] = 1;
+	ok(check_pages(p, model, 8), "the pages changed places");
+	is_int(0, batch(fd, NULL, 0, NULL), "an empty batch does nothing");
+	is_int(-EFAULT, ioctl(fd, REWIRE_IOC_BATCH, (void *)8) ? -errno : 0,
+	       "a batch through a bad pointer: EFAULT");
+	/* Another file may attach the same memory; both see one page table. */
+	is_int(0, attach(fd2, p, 8 * page_size), "a second file attaches the same range");
+	is_int(0, one(fd2, REWIRE_DEV_SWAP, p, p + 7 * page_size, 1, NULL), "and swaps back");
+	model[0] = 1, model[7] = 8;
+	ok(check_pages(p, model, 8), "the pages are back");
+	close(fd2);
+	close(fd);
+	munmap(p, 8 * page_size);
+}
+
+/* Everything a batch refuses to start, with nothing moved. */
+static void bounds(void)
+{
+	enum { N = 16 };
+	int fd = dev_open();
+	char *p = map_pages(N, 100, true), *q;
+	uint64_t model[N], perm[N], *big;
+	struct rewire_dev_op ops[3], *many;
+	struct rewire_dev_batch b = { 0 };
+	uint32_t done;
+	struct {
+		const char *what;
+		struct rewire_dev_op op;
+		int err;
+	} bad[] = {
+		{ "type 0", op_of(0, p, p + page_size, 1, NULL), -EINVAL },
+		{ "type 4", op_of(4, p, p + page_size, 1, NULL), -EINVAL },
+		{ "zero pages", op_of(REWIRE_DEV_SWAP, p, p + page_size, 0, NULL), -EINVAL },
+		{ "unaligned dst", op_of(REWIRE_DEV_SWAP, p + 8, p + 2 * page_size, 1, NULL), -EINVAL },
+		{ "unaligned src", op_of(REWIRE_DEV_SWAP, p, p + page_size + 8, 1, NULL), -EINVAL },
+		{ "dst below the range", op_of(REWIRE_DEV_SWAP, p - page_size, p, 1, NULL), -EINVAL },
+		{ "src past the range", op_of(REWIRE_DEV_SWAP, p, p + N * page_size, 1, NULL), -EINVAL },
+		{ "a run that leaves the range", op_of(REWIRE_DEV_SWAP, p, p + (N - 2) * page_size, 3, NULL), -EINVAL },
+		{ "overlapping swap", op_of(REWIRE_DEV_SWAP, p, p + page_size, 2, NULL), -EINVAL },
+		{ "overlapping move", op_of(REWIRE_DEV_MOVE, p + page_size, p, 2, NULL), -EINVAL },
+		{ "a swap with a permutation", op_of(REWIRE_DEV_SWAP, p, p + page_size, 1, perm), -EINVAL },
+		{ "a permutation with src", op_of(REWIRE_DEV_PERMUTE, p, p + page_size, 2, perm), -EINVAL },
+		{ "a permutation without perm", op_of(REWIRE_DEV_PERMUTE, p, NULL, 2, NULL), -EINVAL },
+		{ "perm at a bad address", op_of(REWIRE_DEV_PERMUTE, p, NULL, 2, (uint64_t *)8), -EFAULT },
+		{ "a run of 2^63 pages", op_of(REWIRE_DEV_SWAP, p, p + page_size, 1ULL << 63, NULL), -E2BIG },
+	};
+
+	for (size_t i = 0; i < N; i++)
+		model[i] = 100 + i;
+	is_int(0, attach(fd, p, N * page_size), "attach %d pages", N);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		ops[0] = op_of(REWIRE_DEV_SWAP, p + 2 * page_size, p + 3 * page_size, 1, NULL);
+		ops[1] = bad[i].op;
+		is_int(bad[i].err, batch(fd, ops, 2, &done), "%s: refused", bad[i].what);
+		ok(done == 0 && check_pages(p, model, N), "%s: nothing moved, the valid op before it neither", bad[i].what);
+	}
+	for (size_t i = 0; i < N; i++)
+		perm[i] = (i + 1) % N;
+	perm[5] = perm[6];
+	is_int(-EINVAL, one(fd, REWIRE_DEV_PERMUTE, p, NULL, N, perm), "a permutation with a repeat: EINVAL");
+	perm[5] = N;
+	is_int(-EINVAL, one(fd, REWIRE_DEV_PERMUTE, p, NULL, N, perm), "a permutation past its run: EINVAL");
+	ok(check_pages(p, model, N), "nothing moved");
+
+	b.ops = (uintptr_t)ops;
+	b.nops = 1;
+	b.flags = 1;
+	ops[0] = op_of(REWIRE_DEV_SWAP, p, p + page_size, 1, NULL);
+	is_int(-EINVAL, ioctl(fd, REWIRE_IOC_BATCH, &b) ? -errno : 0, "batch flags: EINVAL");
+	b.flags = 0;
+	ops[0].reserved = 1;
+	is_int(-EINVAL, ioctl(fd, REWIRE_IOC_BATCH, &b) ? -errno : 0, "op reserved field: EINVAL");
+	b.ops = 8;
+	is_int(-EFAULT, ioctl(fd, REWIRE_IOC_BATCH, &b) ? -errno : 0, "ops at a bad address: EFAULT");
+	b.ops = (uintptr_t)ops;
+	b.nops = info.max_ops + 1;
+	is_int(-E2BIG, ioctl(fd, REWIRE_IOC_BATCH, &b) ? -errno : 0, "%u ops: E2BIG", b.nops);
+
+	/* The page bound counts the pages of all ops together. */
+	q = map_pages(info.max_pages + 1, 0, false);
+	munlock(q, 0);
+	close(fd);
+	fd = dev_open();
+	if (mlock(q, (info.max_pages + 1) * page_size) == 0) {
+		is_int(0, attach(fd, q, (info.max_pages + 1) * page_size), "attach %u pages", info.max_pages + 1);
+		big = calloc(info.max_pages + 1, sizeof(*big));
+		for (size_t i = 0; i <= info.max_pages; i++)
+			big[i] = i;
+		is_int(-E2BIG, one(fd, REWIRE_DEV_PERMUTE, q, NULL, info.max_pages + 1, big),
+		       "one op of %u pages: E2BIG", info.max_pages + 1);
+		many = calloc(2, sizeof(*many));
+		many[0] = op_of(REWIRE_DEV_PERMUTE, q, NULL, info.max_pages, big);
+		many[1] = op_of(REWIRE_DEV_PERMUTE, q, NULL, 1, big);
+		is_int(-E2BIG, batch(fd, many, 2, NULL), "ops of %u pages together: E2BIG", info.max_pages + 1);
+		is_int(0, batch(fd, many, 1, NULL), "and %u pages: accepted", info.max_pages);
+		free(many);
+		free(big);
+	} else {
+		for (int i = 0; i < 4; i++)
+			ok(1, "# SKIP cannot mlock %u pages: %s", info.max_pages + 1, strerror(errno));
+	}
+	munmap(q, (info.max_pages + 1) * page_size);
+	close(fd);
+	munmap(p, N * page_size);
+}
+
+/* Exact progress, and the errors that stop a batch partway. */
+static void progress(void)
+{
+	enum { N = 8 };
+	int fd = dev_open();
+	char *p = map_pages(N, 200, true);
+	uint64_t model[N];
+	struct rewire_dev_op ops[3];
+	uint32_t done;
+
+	for (size_t i = 0; i < N; i++)
+		model[i] = 200 + i;
+	attach(fd, p, N * page_size);
+	madvise(p + 6 * page_size, 2 * page_size, MADV_DONTNEED_LOCKED);
+	model[6] = model[7] = HOLE;
+	ops[0] = op_of(REWIRE_DEV_MOVE, p + 6 * page_size, p, 1, NULL);
+	ops[1] = op_of(REWIRE_DEV_MOVE, p + 6 * page_size, p + page_size, 1, NULL);
+	ops[2] = op_of(REWIRE_DEV_MOVE, p + 7 * page_size, p + 2 * page_size, 1, NULL);
+	is_int(-EEXIST, batch(fd, ops, 3, &done), "a move onto data: EEXIST");
+	is_int(1, done, "after exactly one op");
+	model_apply(model, &ops[0], p);
+	ok(check_pages(p, model, N), "the first op moved, the rest did not");
+	is_int(0, batch(fd, &ops[2], 1, &done), "the last op alone");
+	model_apply(model, &ops[2], p);
+	ok(done == 1 && check_pages(p, model, N), "moved");
+
+	/* A read of a hole maps the shared zero page: not a hole any more. */
+	ok(((volatile char *)p)[0] == 0, "a read of a hole gives zeros");
+	is_int(-EEXIST, one(fd, REWIRE_DEV_MOVE, p, p + 3 * page_size, 1, NULL),
+	       "a move onto the zero page: EEXIST");
+	is_int(0, one(fd, REWIRE_DEV_SWAP, p, p + 3 * page_size, 1, NULL),
+	       "a swap with the zero page moves both");
+	model[0] = model[3];
+	model[3] = HOLE;
+	ok(page_has_tag(p, model[0]) && ((volatile char *)p)[3 * page_size] == 0,
+	   "data and zeros changed places");
+	close(fd);
+	munmap(p, N * page_size);
+}
+
+/* An address in the smaps entry of p: is any of it THP-mapped? */
+static long smaps_kb(const void *p, const char *field)
+{
+	FILE *f = fopen("/proc/self/smaps", "r");
+	char line[256];
+	unsigned long lo, hi;
+	long kb = -1;
+	bool in = false;
+
+	while (f && fgets(line, sizeof(line), f)) {
+		if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2 && strchr(line, '-') < strchr(line, ' '))
+			in = (uintptr_t)p >= lo && (uintptr_t)p < hi;
+		else if (in && !strncmp(line, field, strlen(field)))
+			kb = atol(line + strlen(field));
+	}
+	if (f)
+		fclose(f);
+	return kb;
+}
+
+static bool write_file(const char *path, const char *s)
+{
+	int fd = open(path, O_WRONLY);
+	bool ok_ = fd >= 0 && write(fd, s, strlen(s)) == (ssize_t)strlen(s);
+
+	if (fd >= 0)
+		close(fd);
+	return ok_;
+}
+
+/* What the module must refuse, each with its documented errno. */
+static void refusals(void)
+{
+	int fd, pipefd[2], st;
+	char *p, *h;
+	pid_t pid;
+	char c = 0;
+
+	fd = dev_open();
+	p = map_pages(4, 300, false);
+	is_int(-EINVAL, attach(fd, p, 4 * page_size), "memory that is not mlocked: EINVAL");
+	munmap(p, 4 * page_size);
+	p = mmap(NULL, 4 * page_size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	mlock(p, 4 * page_size);
+	is_int(-EINVAL, attach(fd, p, 4 * page_size), "shared memory: EINVAL");
+	munmap(p, 4 * page_size);
+	st = (int)syscall(SYS_memfd_create, "rewire-test", 0);
+	if (st < 0 || ftruncate(st, 4 * (off_t)page_size))
+		bail("memfd: %s", strerror(errno));
+	p = mmap(NULL, 4 * page_size, PROT_READ | PROT_WRITE, MAP_PRIVATE, st, 0);
+	mlock(p, 4 * page_size);
+	is_int(-EINVAL, attach(fd, p, 4 * page_size), "a private file mapping: EINVAL");
+	munmap(p, 4 * page_size);
+	close(st);
+
+	write_file("/proc/sys/vm/nr_hugepages", "2");
+	h = mmap(NULL, 2 << 20, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB, -1, 0);
+	if (h != MAP_FAILED && !mlock(h, 2 << 20)) {
+		is_int(-EINVAL, attach(fd, h, 2 << 20), "hugetlb memory: EINVAL");
+		munmap(h, 2 << 20);
+	} else {
+		ok(1, "# SKIP no hugetlb pages here: %s", strerror(errno));
+	}
+	write_file("/proc/sys/vm/nr_hugepages", "0");
+
+	/* A THP-mapped PMD. */
+	p = mmap(NULL, 8 << 20, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	h = (char *)(((uintptr_t)p + (2 << 20) - 1) & ~(uintptr_t)((2 << 20) - 1));
+	madvise(h, 4 << 20, MADV_HUGEPAGE);
+	mlock(h, 4 << 20);
+	memset(h, 1, 4 << 20);
+	if (smaps_kb(h, "AnonHugePages:") > 0) {
+		close(fd);
+		fd = dev_open();
+		is_int(0, attach(fd, h, 4 << 20), "attach THP-backed memory");
+		is_int(-EBUSY, one(fd, REWIRE_DEV_SWAP, h, h + (2 << 20), 1, NULL),
+		       "a swap of THP-mapped pages: EBUSY");
+	} else {
+		ok(1, "# SKIP no transparent huge page was mapped");
+		ok(1, "# SKIP no transparent huge page was mapped");
+	}
+	munmap(p, 8 << 20);
+
+	/* Large folios mapped by PTEs (mTHP, Linux 6.8 on). */
+	close(fd);
+	fd = dev_open();
+	if (write_file("/sys/kernel/mm/transparent_hugepage/hugepages-64kB/enabled", "always")) {
+		p = mmap(NULL, 1 << 20, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		mlock(p, 1 << 20);
+		memset(p, 1, 1 << 20);
+		write_file("/sys/kernel/mm/transparent_hugepage/hugepages-64kB/enabled", "never");
+		attach(fd, p, 1 << 20);
+		is_int(-EBUSY, one(fd, REWIRE_DEV_SWAP, p + (64 << 10), p + (512 << 10), 1, NULL),
+		       "a page of a 64 KiB folio: EBUSY");
+		munmap(p, 1 << 20);
+	} else {
+		ok(1, "# SKIP this kernel has no multi-size THP (Linux 6.8 on)");
+	}
+
+	/* Pages shared with a child after fork: mapped twice. */
+	close(fd);
+	fd = dev_open();
+	p = mmap(NULL, 4 * page_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	madvise(p, 4 * page_size, MADV_NOHUGEPAGE);
+	mlock(p, 4 * page_size);
+	for (int i = 0; i < 4; i++)
+		tag_page(p + i * page_size, 400 + (uint64_t)i);
+	attach(fd, p, 4 * page_size);
+	if (pipe(pipefd))
+		bail("pipe");
+	pid = fork();
+	if (pid == 0) {
+		if (read(pipefd[0], &c, 1) < 0)
+			_exit(1);
+		_exit(0);
+	}
+	is_int(-EBUSY, one(fd, REWIRE_DEV_SWAP, p, p + page_size, 1, NULL),
+	       "pages a child shares: EBUSY");
+	ok(page_has_tag(p, 400) && page_has_tag(p + page_size, 401), "nothing moved");
+	if (write(pipefd[1], &c, 1) != 1)
+		bail("write");
+	waitpid(pid, &st, 0);
+	is_int(-EBUSY, one(fd, REWIRE_DEV_SWAP, p, p + page_size, 1, NULL),
+	       "once the child is gone, pages not yet written are still not exclusive: EBUSY");
+	((volatile char *)p)[0] = ((volatile char *)p)[0];
+	((volatile char *)p)[page_size] = ((volatile char *)p)[page_size];
+	is_int(0, one(fd, REWIRE_DEV_SWAP, p, p + page_size, 1, NULL), "written again, they move");
+	ok(page_has_tag(p, 401) && page_has_tag(p + page_size, 400), "swapped");
+
+	/* The file of another process: a child that inherited it. */
+	pid = fork();
+	if (pid == 0)
+		_exit(one(fd, REWIRE_DEV_SWAP, p, p + page_size, 1, NULL) == -EPERM ? 0 : 1);
+	waitpid(pid, &st, 0);
+	ok(WIFEXITED(st) && WEXITSTATUS(st) == 0, "a batch from another process: EPERM");
+	close(pipefd[0]);
+	close(pipefd[1]);
+	/* That fork shared the pages again: write them, so they are not. */
+	for (int i = 0; i < 4; i++)
+		((volatile char *)p)[i * page_size] = ((volatile char *)p)[i * page_size];
+	is_int(0, one(fd, REWIRE_DEV_SWAP, p + 2 * page_size, p + 3 * page_size, 1, NULL),
+	       "written again, they move");
+
+	/* A DMA-pinned page: io_uring fixed buffers pin with FOLL_LONGTERM. */
+	{
+		struct io_uring_params par = { 0 };
+		struct iovec iov = { p + 2 * page_size, page_size };
+		int ring = (int)syscall(__NR_io_uring_setup, 4, &par);
+
+		if (ring >= 0 && !syscall(__NR_io_uring_register, ring, IORING_REGISTER_BUFFERS, &iov, 1)) {
+			is_int(-EBUSY, one(fd, REWIRE_DEV_SWAP, p + 2 * page_size, p + 3 * page_size, 1, NULL),
+			       "a pinned page: EBUSY");
+			syscall(__NR_io_uring_register, ring, IORING_UNREGISTER_BUFFERS, NULL, 0);
+			/* io_uring drops its pins from a work queue, later. */
+			for (int i = 0; i < 250 && (st = one(fd, REWIRE_DEV_SWAP, p + 2 * page_size,
+							      p + 3 * page_size, 1, NULL)) == -EBUSY; i++)
+				usleep(20000);
+			is_int(0, st, "unpinned, it moves");
+		} else {
+			ok(1, "# SKIP io_uring cannot pin here: %s", strerror(errno));
+			ok(1, "# SKIP io_uring cannot pin here");
+		}
+		if (ring >= 0)
+			close(ring);
+	}
+
+	/* Memory unmapped or unlocked after attaching. */
+	munlock(p, page_size);
+	is_int(-EFAULT, one(fd, REWIRE_DEV_SWAP, p + 2 * page_size, p + 3 * page_size, 1, NULL),
+	       "the range split by munlock: EFAULT");
+	mlock(p, page_size);
+	is_int(0, one(fd, REWIRE_DEV_SWAP, p + 2 * page_size, p + 3 * page_size, 1, NULL),
+	       "locked again, one mapping again: accepted");
+	close(fd);
+	munmap(p, 4 * page_size);
+
+	/* A process with an mmu notifier (KVM): secondary TLBs are not
+	 * flushed, so the module refuses. */
+	fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+	if (fd >= 0 && ioctl(fd, _IO(0xAE, 0x01), 0) >= 0) {
+		int dev = dev_open();
+
+		p = map_pages(2, 500, true);
+		attach(dev, p, 2 * page_size);
+		is_int(-EBUSY, one(dev, REWIRE_DEV_SWAP, p, p + page_size, 1, NULL),
+		       "an mm with mmu notifiers: EBUSY");
+		close(dev);
+	} else {
+		ok(1, "# SKIP no KVM here, so no mmu notifier to test with");
+	}
+	if (fd >= 0)
+		close(fd);
+
+	/* The module stays while a file is open. */
+	fd = dev_open();
+	errno = 0;
+	if (geteuid() == 0)
+		ok(syscall(SYS_delete_module, "rewire", O_NONBLOCK) == -1 &&
+		   (errno == EWOULDBLOCK || errno == EBUSY),
+		   "rmmod while the device is open is refused (%s)", strerror(errno));
+	else
+		ok(1, "# SKIP only root may try to unload the module");
+	close(fd);
+}
+
+/*
+ * TLB: threads on the other CPUs read every page's tag and write a mark
+ * into it; between rounds the main thread rearranges all pages in one
+ * batch. A CPU left with a stale translation reads the wrong tag, or marks
+ * a page now elsewhere.
+ */
+enum { TLB_PAGES = 256 };
+static char *tlb_base;
+static uint64_t tlb_model[TLB_PAGES];
+static pthread_barrier_t tlb_bar;
+static atomic_int tlb_stop, tlb_bad;
+
+static void *tlb_reader(void *arg)
+{
+	cpu_set_t set;
+
+	CPU_ZERO(&set);
+	CPU_SET((int)(intptr_t)arg, &set);
+	sched_setaffinity(0, sizeof(set), &set);
+	for (;;) {
+		pthread_barrier_wait(&tlb_bar);
+		if (atomic_load(&tlb_stop))
+			return NULL;
+		for (size_t i = 0; i < TLB_PAGES; i++) {
+			volatile uint64_t *w = (uint64_t *)(tlb_base + i * page_size);
+
+			if (w[0] != tlb_model[i] * 0x9e3779b97f4a7c15ull)
+				atomic_fetch_add(&tlb_bad, 1);
+			w[(intptr_t)arg] = tlb_model[i];
+		}
+		pthread_barrier_wait(&tlb_bar);
+	}
+}
+
+static int tlb_test(int rounds)
+{
+	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+	int nthreads = ncpu > 1 ? (int)ncpu - 1 : 1, fd = dev_open(), errors = 0;
+	pthread_t th[64];
+	uint64_t perm[TLB_PAGES], tmp[TLB_PAGES];
+	cpu_set_t set;
+
+	CPU_ZERO(&set);
+	CPU_SET(0, &set);
+	sched_setaffinity(0, sizeof(set), &set);
+	tlb_base = map_pages(TLB_PAGES, 0, true);
+	for (size_t i = 0; i < TLB_PAGES; i++) {
+		tlb_model[i] = i + 1;
+		((uint64_t *)(tlb_base + i * page_size))[0] = (i + 1) * 0x9e3779b97f4a7c15ull;
+	}
+	attach(fd, tlb_base, TLB_PAGES * page_size);
+	pthread_barrier_init(&tlb_bar, NULL, (unsigned)nthreads + 1);
+	for (int t = 0; t < nthreads && t < 64; t++)
+		pthread_create(&th[t], NULL, tlb_reader, (void *)(intptr_t)(t + 1));
+	for (int r = 0; r < rounds; r++) {
+		pthread_barrier_wait(&tlb_bar);	/* readers scan */
+		pthread_barrier_wait(&tlb_bar);	/* and are done */
+		for (size_t i = 0; i < TLB_PAGES; i++)
+			for (int t = 1; t <= nthreads; t++)
+				if (((uint64_t *)(tlb_base + i * page_size))[t] != tlb_model[i])
+					errors++;
+		for (size_t i = 0; i < TLB_PAGES; i++)
+			perm[i] = i;
+		shuffle((size_t *)perm, TLB_PAGES);
+		if (one(fd, REWIRE_DEV_PERMUTE, tlb_base, NULL, TLB_PAGES, perm))
+			bail("permute: %s", strerror(errno));
+		for (size_t i = 0; i < TLB_PAGES; i++)
+			tmp[perm[i]] = tlb_model[i];
+		memcpy(tlb_model, tmp, sizeof(tmp));
+	}
+	atomic_store(&tlb_stop, 1);
+	pthread_barrier_wait(&tlb_bar);
+	for (int t = 0; t < nthreads && t < 64; t++)
+		pthread_join(th[t], NULL);
+	diag("TLB: %d rounds, %d reader threads on %ld CPUs: %d stale reads, %d misplaced writes",
+	     rounds, nthreads, ncpu, atomic_load(&tlb_bad), errors);
+	close(fd);
+	munmap(tlb_base, TLB_PAGES * page_size);
+	return atomic_load(&tlb_bad) + errors;
+}
+
+/* Where each page is now, through move_pages(2) with no target. */
+static int move_pages_(size_t n, void **pages, const int *nodes, int *status)
+{
+	return (int)syscall(SYS_move_pages, 0, n, pages, nodes, status, MPOL_MF_MOVE);
+}
+
+/* After the module moved pages, migrate every one to the other node:
+ * rmap must find each at its new address. Returns pages not migrated. */
+static size_t migrate_test(void)
+{
+	enum { N = 128 };
+	int fd = dev_open(), nodes[N], status[N];
+	char *p = map_pages(N, 600, true);
+	uint64_t model[N], perm[N], tmp[N];
+	void *pages[N];
+	size_t failed = 0;
+
+	for (size_t i = 0; i < N; i++)
+		model[i] = 600 + i;
+	attach(fd, p, N * page_size);
+	for (int r = 0; r < 8; r++) {
+		for (size_t i = 0; i < N; i++)
+			perm[i] = i;
+		shuffle((size_t *)perm, N);
+		if (one(fd, REWIRE_DEV_PERMUTE, p, NULL, N, perm))
+			bail("permute: %s", strerror(errno));
+		for (size_t i = 0; i < N; i++)
+			tmp[perm[i]] = model[i];
+		memcpy(model, tmp, sizeof(tmp));
+		if (one(fd, REWIRE_DEV_SWAP, p, p + (N / 2) * page_size, N / 2, NULL))
+			bail("swap: %s", strerror(errno));
+		for (size_t i = 0; i < N / 2; i++) {
+			uint64_t t = model[i];
+
+			model[i] = model[i + N / 2];
+			model[i + N / 2] = t;
+		}
+	}
+	for (size_t i = 0; i < N; i++)
+		pages[i] = p + i * page_size;
+	if (move_pages_(N, pages, NULL, status))
+		bail("move_pages query: %s", strerror(errno));
+	for (size_t i = 0; i < N; i++)
+		nodes[i] = status[i] == 0 ? 1 : 0;
+	if (move_pages_(N, pages, nodes, status) < 0)
+		bail("move_pages: %s", strerror(errno));
+	for (size_t i = 0; i < N; i++)
+		failed += status[i] != nodes[i];
+	ok(check_pages(p, model, N), "the data is where the model says, after migration");
+	close(fd);
+	munmap(p, N * page_size);
+	return failed;
+}
+
+/* Migration racing with batches: pages under migration give EAGAIN, and
+ * nothing is lost. */
+static atomic_int mig_stop;
+static char *mig_base;
+
+static void *migrator(void *arg __attribute__((unused)))
+{
+	enum { N = 64 };
+	void *pages[N];
+	int nodes[N], status[N];
+	long rounds = 0;
+
+	for (size_t i = 0; i < N; i++)
+		pages[i] = mig_base + i * page_size;
+	while (!atomic_load(&mig_stop)) {
+		for (size_t i = 0; i < N; i++)
+			nodes[i] = (int)((rounds + (long)i) & 1);
+		move_pages_(N, pages, nodes, status);
+		rounds++;
+	}
+	return (void *)rounds;
+}
+
+static void migrate_race(void)
+{
+	enum { N = 64 };
+	int fd = dev_open(), eagain = 0, done_ops = 0, ret;
+	uint64_t model[N], perm[N], tmp[N];
+	pthread_t th;
+	void *rounds;
+
+	mig_base = map_pages(N, 700, true);
+	for (size_t i = 0; i < N; i++)
+		model[i] = 700 + i;
+	attach(fd, mig_base, N * page_size);
+	pthread_create(&th, NULL, migrator, NULL);
+	for (int r = 0; r < 300; r++) {
+		for (size_t i = 0; i < N; i++)
+			perm[i] = i;
+		shuffle((size_t *)perm, N);
+		usleep(500);	/* let the migrator run between batches */
+		ret = one(fd, REWIRE_DEV_PERMUTE, mig_base, NULL, N, perm);
+		if (ret == -EAGAIN) {
+			eagain++;
+			continue;
+		}
+		if (ret)
+			bail("permute during migration: %s", strerror(-ret));
+		done_ops++;
+		for (size_t i = 0; i < N; i++)
+			tmp[perm[i]] = model[i];
+		memcpy(model, tmp, sizeof(tmp));
+	}
+	atomic_store(&mig_stop, 1);
+	pthread_join(th, &rounds);
+	diag("migration race: %d permutations applied, %d refused with EAGAIN, %ld migration rounds",
+	     done_ops, eagain, (long)(intptr_t)rounds);
+	ok(done_ops > 0 && check_pages(mig_base, model, N),
+	   "permutations racing with migration: every page where the model says");
+	close(fd);
+	munmap(mig_base, N * page_size);
+}
+
+/* Random and malformed batches; the model follows what the module says it
+ * did. Returns the number of calls whose outcome was impossible. */
+static long fuzz(long calls)
+{
+	enum { N = 48, MAXOPS = 6 };
+	int fd = dev_open();
+	char *p = map_pages(N + 2, 0, true) + page_size;
+	uint64_t model[N], perms[MAXOPS][N];
+	struct rewire_dev_op ops[MAXOPS];
+	long bad = 0, by_err[8] = { 0 }, applied = 0;
+	static const int errs[8] = { 0, EINVAL, EEXIST, EFAULT, E2BIG, EBUSY, EAGAIN, -1 };
+
+	for (size_t i = 0; i < N; i++) {
+		model[i] = rnd_below(4) ? 800 + i : HOLE;
+		if (model[i] != HOLE)
+			tag_page(p + i * page_size, model[i]);
+	}
+	madvise(p, N * page_size, MADV_DONTNEED_LOCKED);
+	for (size_t i = 0; i < N; i++)
+		if (model[i] != HOLE)
+			tag_page(p + i * page_size, model[i]);
+	attach(fd, p, N * page_size);
+	for (long c = 0; c < calls; c++) {
+		uint32_t n = (uint32_t)rnd_below(MAXOPS) + 1, done;
+		int ret, k;
+
+		for (uint32_t i = 0; i < n; i++) {
+			size_t len = rnd_below(8) ? 1 + rnd_below(6) : rnd_below(3) ? rnd_below(N + 2) : rnd();
+			size_t d = rnd_below(N + 4) - 2, s = rnd_below(N + 4) - 2;
+			int type = rnd_below(16) ? 1 + (int)rnd_below(3) : (int)rnd_below(6);
+
+			ops[i] = op_of(type, p + d * page_size, p + s * page_size, len, NULL);
+			if (!rnd_below(32))
+				ops[i].dst += rnd_below(page_size);
+			if (!rnd_below(32))
+				ops[i].reserved = 1;
+			if (type == REWIRE_DEV_PERMUTE && rnd_below(16)) {
+				ops[i].src = 0;
+				for (size_t j = 0; j < len && j < N; j++)
+					perms[i][j] = j;
+				if (len <= N)
+					shuffle((size_t *)perms[i], len);
+				if (len > 1 && len <= N && !rnd_below(16))
+					perms[i][rnd_below(len)] = perms[i][rnd_below(len)];
+				/* never the arena: the read would map zero pages in its holes */
+				ops[i].perm = rnd_below(32) ? (uintptr_t)perms[i] : rnd_below(2) ? 8 : (uintptr_t)-page_size;
+			}
+			if (type == REWIRE_DEV_MOVE && rnd_below(4))
+				/* aim at holes often, so moves succeed */
+				for (size_t j = 0; j < N; j++)
+					if (model[(d + j) % N] == HOLE) {
+						ops[i].dst = (uintptr_t)(p + ((d + j) % N) * page_size);
+						break;
+					}
+		}
+		ret = batch(fd, ops, rnd_below(64) ? n : (uint32_t)rnd(), &done);
+		for (k = 0; k < 7 && errs[k] != -ret; k++)
+			;
+		by_err[k]++;
+		if (done > n || (ret == 0 && done != n) || k == 7) {
+			diag("call %ld: returned %d, done %u of %u", c, ret, done, n);
+			bad++;
+			break;
+		}
+		for (uint32_t i = 0; i < done; i++) {
+			size_t d = (size_t)((char *)(uintptr_t)ops[i].dst - p) / page_size;
+
+			/* A move is only allowed into holes. */
+			for (size_t j = 0; ops[i].type == REWIRE_DEV_MOVE && j < ops[i].npages; j++)
+				if (model[d + j] != HOLE) {
+					diag("call %ld: op %u moved onto data", c, i);
+					bad++;
+				}
+			model_apply(model, &ops[i], p);
+		}
+		applied += done;
+		if ((c % 4096 == 0 || c == calls - 1) && !check_pages(p, model, N)) {
+			diag("call %ld: a page is not where the model says", c);
+			bad++;
+		}
+		if (bad)
+			break;
+	}
+	diag("fuzz: %ld calls, %ld ops applied; ok %ld, EINVAL %ld, EEXIST %ld, EFAULT %ld, "
+	     "E2BIG %ld, EBUSY %ld, EAGAIN %ld, other %ld", calls, applied, by_err[0], by_err[1],
+	     by_err[2], by_err[3], by_err[4], by_err[5], by_err[6], by_err[7]);
+	ok(by_err[0] > calls / 50 && by_err[1] > calls / 50 && by_err[2] > 0,
+	   "the fuzz reached both applied batches and refusals");
+	close(fd);
+	munmap(p - page_size, (N + 2) * page_size);
+	return bad;
+}
+
+static int node_count(void)
+{
+	int n = 0;
+	char path[64];
+
+	for (;; n++) {
+		snprintf(path, sizeof(path), "/sys/devices/system/node/node%d", n);
+		if (access(path, F_OK))
+			return n;
+	}
+}
+
+int main(void)
+{
+	const char *broken = getenv("REWIRE_KMOD_BROKEN");
+	const char *calls = getenv("REWIRE_FUZZ_CALLS");
+	int fd;
+
+	test_init();
+	if ((fd = open(DEV, O_RDWR | O_CLOEXEC)) < 0)
+		skip_all("%s: %s; rewire.ko is tested inside QEMU by t/vm.t", DEV, strerror(errno));
+	if (ioctl(fd, REWIRE_IOC_INFO, &info))
+		bail("REWIRE_IOC_INFO: %s", strerror(errno));
+	close(fd);
+	test_seed();
+
+	if (broken && !strcmp(broken, "1")) {
+		ok(tlb_test(100) > 0, "negative control: without its TLB flush, the module is caught");
+		return done_testing();
+	}
+	if (broken && !strcmp(broken, "2")) {
+		if (node_count() < 2)
+			skip_all("one NUMA node: no migration to test");
+		ok(migrate_test() > 0, "negative control: without the rmap update, migration fails");
+		return done_testing();
+	}
+
+	interface();
+	bounds();
+	progress();
+	refusals();
+	is_int(0, tlb_test(200), "no CPU saw a stale translation after a batch returned");
+	if (node_count() >= 2) {
+		is_int(0, (long long)migrate_test(), "every moved page migrated to the other node");
+		migrate_race();
+	} else {
+		ok(1, "# SKIP one NUMA node: no migration to test");
+		ok(1, "# SKIP one NUMA node: no migration to test");
+		ok(1, "# SKIP one NUMA node: no migration to test");
+	}
+	is_int(0, fuzz(calls ? atol(calls) : 100000), "fuzz: every outcome possible, no data lost");
+	return done_testing();
+}
