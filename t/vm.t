@@ -1,0 +1,174 @@
+#!/bin/sh
+# The kernel module's tests: for each installed kernel that has headers
+# (Debian 12: 6.1 and 6.12), build rewire.ko, pack it with busybox and the
+# test programs into an initramfs, boot it under QEMU's TCG with 2 vCPUs on
+# 2 NUMA nodes, run every program with REWIRE_BACKEND=kmod (t/vm/init), and
+# relay each TAP line here, named by kernel. Each program also fails on any
+# kernel warning logged while it ran; Mlocked and AnonPages must return to
+# where they were.
+#
+# Environment: VM_TESTS (programs, relative to the build directory),
+# VM_KERNELS (versions; default: every /boot/vmlinuz-* with headers),
+# VM_SMP (default 2), VM_TIMEOUT (seconds per boot, default 900),
+# KMOD (no: skip, configured --without-kmod).
+set -u
+srcdir=${srcdir:-.}
+top_srcdir=$(cd "$srcdir" && pwd)
+build=$(pwd)
+smp=${VM_SMP:-2}
+
+skip() {
+	echo "1..0 # SKIP $*"
+	exit 0
+}
+
+[ "${KMOD:-check}" = no ] && skip "configured --without-kmod"
+[ -n "${REWIRE_UNDER_VALGRIND:-}" ] && skip "the VMs run under make check, not under valgrind"
+qemu=$(command -v qemu-system-x86_64) || skip "qemu-system-x86_64 is not installed (qemu-system-x86)"
+busybox=$(command -v busybox) || skip "busybox is not installed (busybox-static)"
+file -L "$busybox" 2>/dev/null | grep -q 'statically linked' ||
+	ldd "$busybox" 2>&1 | grep -q 'not a dynamic' || skip "$busybox is not static (busybox-static)"
+command -v cpio >/dev/null || skip "cpio is not installed"
+[ "$(uname -m)" = x86_64 ] || skip "the module is x86-64 only"
+
+kernels=${VM_KERNELS:-}
+if [ -z "$kernels" ]; then
+	for f in /boot/vmlinuz-*; do
+		v=${f#/boot/vmlinuz-}
+		[ -f "/lib/modules/$v/build/Makefile" ] && kernels="$kernels $v"
+	done
+	kernels=$(printf '%s\n' $kernels | sort -V)
+fi
+[ -n "$kernels" ] || skip "no kernel image with headers in /boot (linux-image-amd64, linux-headers-amd64)"
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/rewire-vm.XXXXXX")
+[ -n "${VM_KEEP:-}" ] || trap 'rm -rf "$work"' EXIT
+n=0
+
+say_ok() {
+	n=$((n + 1))
+	echo "ok $n - $*"
+}
+
+say_not_ok() {
+	n=$((n + 1))
+	echo "not ok $n - $*"
+}
+
+# Relay the guest's output (t/vm/init) as TAP lines numbered from $n.
+relay() {
+	awk -v n="$n" -v k="$1" -v console="$3" '
+	function emit(okay, what) {
+		printf "%s %d - [%s] %s\n", okay ? "ok" : "not ok", ++n, k, what
+	}
+	{ sub(/\r$/, "") }
+	BEGIN { bad = "BUG|WARNING|Oops|Bad page|general protection|RCU stall|rcu_sched self-detected stall|soft lockup|hard LOCKUP|Call Trace" }
+	/^@@ kernel / { print "# [" k "] " substr($0, 4); next }
+	/^@@ meminfo before / { mlocked = $4; anon = $5; next }
+	/^@@ meminfo [^ab]/ {
+		emit($4 == mlocked, $3 ": Mlocked back to " mlocked " kB (now " $4 " kB)")
+		next
+	}
+	/^@@ meminfo after / {
+		emit($4 == mlocked, "Mlocked back to " mlocked " kB (now " $4 " kB)")
+		d = $5 - anon
+		emit(d < 2048 && d > -2048, "AnonPages back to " anon " kB (now " $5 " kB)")
+		next
+	}
+	/^@@ insmod / { emit($3 == 0, "insmod rewire.ko"); next }
+	/^@@ rmmod / { emit($3 == 0, "rmmod rewire once no process has it open"); next }
+	/^@@ reload / { emit($3 == 0, "load and unload again"); next }
+	/^@@ begin / {
+		t = $3; planned = -1; seen = 0; skipped = ""; logbad = 0; next
+	}
+	/^@@ end / {
+		if (skipped != "")
+			printf "ok %d - [%s] %s # SKIP %s\n", ++n, k, t, skipped
+		else if (planned < 0 && seen == 0)	# not a TAP program: an example
+			emit($4 == 0, t ": exit status " $4)
+		else
+			emit($4 == 0 && planned == seen, t ": exit status " $4 ", " seen " of " planned " planned tests ran")
+		emit(!logbad, t ": kernel log clean while it ran")
+		t = ""; next
+	}
+	/^@@ dmesg / {
+		line = substr($0, 10)
+		print "# [" k "] dmesg: " line
+		if (line ~ bad && t != "")
+			logbad = 1
+		else if (line ~ bad)
+			emit(0, "kernel log clean: " line)
+		next
+	}
+	/^@@ done/ { done = 1; next }
+	t == "" { next }
+	/^1\.\.0/ { sub(/^1\.\.0 *# *[Ss][Kk][Ii][Pp] */, ""); skipped = $0 == "" ? "no tests" : $0; next }
+	/^1\.\.[0-9]+/ { planned = substr($1, 4) + 0; next }
+	/^(not )?ok/ {
+		seen++
+		okay = $1 == "ok"
+		sub(/^(not )?ok *[0-9]* *-? */, "")
+		printf "%s %d - [%s] %s: %s\n", okay ? "ok" : "not ok", ++n, k, t, $0
+		next
+	}
+	/^Bail out!/ { emit(0, t ": " $0); next }
+	/^#/ { print "# [" k "] " substr($0, 3); next }
+	{ print "# [" k "] " t ": " $0 }
+	END {
+		emit(done, "the VM ran every test and powered off")
+		if (!done) {
+			while ((getline line < console) > 0)
+				tail[c++ % 40] = line
+			for (i = c > 40 ? c - 40 : 0; i < c; i++)
+				print "# console: " tail[i % 40]
+		}
+		print n > "/dev/stderr"
+	}' "$2" 2>"$work/count"
+	n=$(cat "$work/count")
+}
+
+for v in $kernels; do
+	k=$v
+	dir="$work/$v"
+	root="$dir/root"
+	mkdir -p "$root/bin" "$root/t" "$root/proc" "$root/sys" "$root/dev" "$root/tmp"
+	if ! "$top_srcdir/kmod/build.sh" "/lib/modules/$v/build" "$dir/kmod" >"$dir/build.err" 2>&1; then
+		say_not_ok "[$k] rewire.ko builds without warnings"
+		sed 's/^/# /' "$dir/build.err"
+		continue
+	fi
+	say_ok "[$k] rewire.ko builds without warnings"
+
+	cp "$busybox" "$root/bin/busybox"
+	cp "$top_srcdir/t/vm/init" "$root/init"
+	chmod 755 "$root/init"
+	cp "$dir/kmod/rewire.ko" "$root/rewire.ko"
+	: >"$root/tests"
+	for t in $VM_TESTS; do
+		mkdir -p "$root/t/$(dirname "$t")"
+		cp "$build/$t" "$root/t/$t"
+		echo "$t" >>"$root/tests"
+		# and the shared libraries it needs, the dynamic loader included
+		for lib in $(ldd "$build/$t" | sed -n 's|.* \(/[^ ]*\) (0x.*|\1|p; s|^[[:space:]]*\(/[^ ]*\) (0x.*|\1|p'); do
+			[ -f "$root$lib" ] && continue
+			mkdir -p "$root$(dirname "$lib")"
+			cp -L "$lib" "$root$lib"
+		done
+	done
+	(cd "$root" && find . | cpio -o -H newc --quiet | gzip -1) >"$dir/initrd.gz"
+
+	half=$((smp / 2))
+	timeout "${VM_TIMEOUT:-900}" "$qemu" -accel tcg -cpu max -m 1024 \
+		-smp "$smp,sockets=2,cores=$half,threads=1" \
+		-object memory-backend-ram,id=m0,size=512M \
+		-object memory-backend-ram,id=m1,size=512M \
+		-numa "node,nodeid=0,cpus=0-$((half - 1)),memdev=m0" \
+		-numa "node,nodeid=1,cpus=$half-$((smp - 1)),memdev=m1" \
+		-kernel "/boot/vmlinuz-$v" -initrd "$dir/initrd.gz" \
+		-append "console=ttyS0 rdinit=/init panic=-1 quiet" \
+		-display none -monitor none -no-reboot -nic none \
+		-serial "file:$dir/console.log" -serial "file:$dir/tap.log" \
+		</dev/null >"$dir/qemu.log" 2>&1
+	relay "$k" "$dir/tap.log" "$dir/console.log"
+done
+echo "1..$n"
