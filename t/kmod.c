@@ -627,6 +627,7 @@ static size_t migrate_test(void)
 		bail("move_pages: %s", strerror(errno));
 	for (size_t i = 0; i < N; i++)
 		failed += status[i] != nodes[i];
+	diag("migration after moves: %zu of %d pages not migrated", failed, N);
 	ok(check_pages(p, model, N), "the data is where the model says, after migration");
 	close(fd);
 	munmap(p, N * page_size);
@@ -805,6 +806,7 @@ int main(void)
 {
 	const char *broken = getenv("REWIRE_KMOD_BROKEN");
 	const char *calls = getenv("REWIRE_FUZZ_CALLS");
+	const char *only = getenv("REWIRE_KMOD_ONLY");
 	int fd;
 
 	test_init();
@@ -826,6 +828,10 @@ int main(void)
 		return done_testing();
 	}
 
+	if (only && !strcmp(only, "tlb")) {
+		is_int(0, tlb_test(400), "no CPU saw a stale translation after a batch returned");
+		return done_testing();
+	}
 	interface();
 	bounds();
 	progress();
