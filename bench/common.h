@@ -33,6 +33,7 @@ void reset_peak_rss(void);
 
 /* The sections; each prints its table. */
 void bench_moves(size_t npages);
+void bench_kernel(size_t npages);
 void bench_growth(size_t max_bytes);
 void bench_churn(long ops);
 void bench_compaction(size_t npages);

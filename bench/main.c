@@ -169,6 +169,9 @@ int main(int argc, char **argv)
 		bench_compaction(pages);
 	if (wanted(only, "moves"))
 		bench_moves(pages);
+	/* Not by default: it compares kernel paths, for make bench-vm. */
+	if (only && wanted(only, "kernel"))
+		bench_kernel(pages);
 	if (png) {
 		bench_run_lengths(pages);
 		if (plot(png, pages))

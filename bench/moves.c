@@ -8,7 +8,9 @@
 #include "common.h"
 #include "rewire.h"
 
-static const char *const backends[] = { "copy", "uffd", "mremap", "auto" };
+/* kmod is measured only where its module is loaded (rewire(4)). */
+static const char *const backends[] = { "copy", "kmod", "uffd", "mremap", "auto" };
+#define NBACKENDS (sizeof(backends) / sizeof(backends[0]))
 
 /* A fresh arena on backend with n backed pages (each stamped with its index)
  * followed by n holes, and room after them to stage n pages. */
@@ -43,7 +45,7 @@ struct result {
 	double ns;
 };
 
-static struct result results[32];
+static struct result results[64];
 static int nresults;
 
 static void report(const char *what, const char *backend, double ns, struct rewire_arena *a,
@@ -174,11 +176,11 @@ void bench_moves(size_t n)
 
 	printf("\npage moves: %zu pages per operation (ns per page; share copied)\n", n);
 	printf("  %-34s %-8s %10s %10s\n", "operation", "backend", "ns/page", "copied");
-	for (int i = 0; i < 4; i++)
+	for (size_t i = 0; i < NBACKENDS; i++)
 		permute(perm, backends[i], n, 1);
-	for (int i = 0; i < 4; i++)
+	for (size_t i = 0; i < NBACKENDS; i++)
 		permute(blocks, backends[i], n, 64);
-	for (int i = 0; i < 4; i++)
+	for (size_t i = 0; i < NBACKENDS; i++)
 		move(whole, backends[i], n, WHOLE);
 	move(per_page, "uffd", n, PER_PAGE);
 	move(batched, "uffd", n, BATCHED);
@@ -201,6 +203,98 @@ void bench_moves(size_t n)
 	x = find(batched, "uffd");
 	goal("contiguous move: uffd a call per page / uffd batched",
 	     x ? find(per_page, "uffd") / x : 0, "> 1", find(per_page, "uffd") > x);
+}
+
+/* A random permutation as single-page swaps (a cycle c0 -> c1 -> ... takes
+ * swaps of c0 with c1, c2, ...), sent in batches of 64: what a program
+ * sends that does not build one big permutation. */
+static void permute_in_swaps(const char *what, const char *backend, size_t n)
+{
+	size_t *perm = malloc(n * sizeof(*perm)), *where = malloc(n * sizeof(*where));
+	bool *seen = malloc(n), ok = true;
+	struct rewire_op ops[64];
+	struct rewire_arena *a;
+	double t[32];
+	char *base;
+
+	a = setup(backend, n, &base);
+	if (!a)
+		goto out;
+	for (size_t i = 0; i < n; i++)
+		where[i] = i;
+	for (int r = 0; r < reps; r++) {
+		size_t k = 0, done;
+		double t0;
+
+		progress("moves: %s on %s, run %d of %d", what, backend, r + 1, reps);
+		make_perm(perm, n, 1);
+		memset(seen, 0, n);
+		t0 = now_ns();
+		for (size_t c = 0; c < n; c++) {
+			seen[c] = true;
+			for (size_t j = perm[c]; !seen[j]; j = perm[j]) {
+				seen[j] = true;
+				ops[k++] = (struct rewire_op){ REWIRE_OP_SWAP, 0, base + c * ps,
+							       base + j * ps, ps, NULL };
+				if (k == 64) {
+					ok &= !rewire_batch(a, ops, k, &done);
+					k = 0;
+				}
+			}
+		}
+		if (k)
+			ok &= !rewire_batch(a, ops, k, &done);
+		t[r] = (now_ns() - t0) / n;
+		for (size_t i = 0; i < n; i++)
+			where[i] = perm[where[i]];
+	}
+	progress_done();
+	for (size_t i = 0; i < n; i++)
+		ok &= *(size_t *)(base + where[i] * ps) == i;
+	report(what, backend, median(t, reps), a, ok);
+	rewire_arena_destroy(a);
+out:
+	free(perm);
+	free(where);
+	free(seen);
+}
+
+/*
+ * The kernel's paths against each other, for the module's VM benchmark
+ * (make bench-vm): under emulation only ratios between kernel paths mean
+ * anything.
+ */
+void bench_kernel(size_t n)
+{
+	const char *perm = "random permutation";
+	const char *swaps = "random permutation, 64 swaps a batch";
+	const char *whole = "contiguous move, one call";
+	double k, x;
+
+	printf("\nkernel paths: %zu pages (ns per page; share copied)\n", n);
+	printf("  %-34s %-8s %10s %10s\n", "operation", "backend", "ns/page", "copied");
+	permute(perm, "kmod", n, 1);
+	permute_in_swaps(swaps, "kmod", n);
+	permute(perm, "copy", n, 1);
+	move(whole, "uffd", n, WHOLE);
+	permute(perm, "uffd", n, 1);
+	k = find(perm, "kmod");
+	if (!k) {
+		printf("  kmod: not available here (rewire.ko not loaded)\n");
+		return;
+	}
+	printf("  goals\n");
+	x = find(whole, "uffd");
+	if (x) {
+		goal("kmod random permutation / uffd contiguous move", k / x, "<= 1.5", k <= 1.5 * x);
+		x = find(perm, "uffd");
+		goal("uffd per-page permutation / kmod random permutation", x / k, ">= 3",
+		     x >= 3 * k);
+	} else {
+		printf("  uffd: not available here (UFFDIO_MOVE needs Linux 6.8)\n");
+	}
+	goal("copy random permutation / kmod random permutation", find(perm, "copy") / k, "> 1",
+	     find(perm, "copy") > k);
 }
 
 /* For --plot: ns per page of moving n pages in runs of each length. */

@@ -8,6 +8,7 @@
 # where they were.
 #
 # Environment: VM_TESTS (programs, relative to the build directory),
+# VM_LINES (what to run instead, ';' between lines, VM_FULL= for nothing more),
 # VM_KERNELS (versions; default: every /boot/vmlinuz-* with headers),
 # VM_SMP (default 2), VM_TIMEOUT (seconds per boot, default 900),
 # KMOD (no: skip, configured --without-kmod).
@@ -23,6 +24,10 @@ skip() {
 }
 
 [ "${KMOD:-check}" = no ] && skip "configured --without-kmod"
+case ${REWIRE_BACKEND:-} in
+"" | auto | kmod) ;;
+*) skip "REWIRE_BACKEND=$REWIRE_BACKEND: the VMs run the kmod and uffd suites under plain make check" ;;
+esac
 [ -n "${REWIRE_UNDER_VALGRIND:-}" ] && skip "the VMs run under make check, not under valgrind"
 qemu=$(command -v qemu-system-x86_64) || skip "qemu-system-x86_64 is not installed (qemu-system-x86)"
 busybox=$(command -v busybox) || skip "busybox is not installed (busybox-static)"
@@ -185,7 +190,11 @@ for v in $kernels; do
 	# controls: with its TLB flush or its rmap update left out, the module
 	# must be caught by t/kmod.t.
 	list="$dir/tests"
-	printf '%s\n' $VM_TESTS >"$list"
+	if [ -n "${VM_LINES:-}" ]; then
+		echo "$VM_LINES" | tr ';' '\n' >"$list"
+	else
+		printf '%s\n' $VM_TESTS >"$list"
+	fi
 	if [ -n "${VM_FULL-1}" ]; then
 		printf '%s\n' "rmmod rewire" "insmod /rewire.ko" "rmmod rewire" >>"$list"
 		if [ "$(echo "$v" | awk -F. '{ print ($1 * 100 + $2 >= 608) }')" = 1 ]; then
