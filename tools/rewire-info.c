@@ -22,6 +22,7 @@
 #endif
 
 #include "rewire.h"
+#include "rewire_uapi.h"
 
 #ifndef UFFD_FEATURE_MOVE
 #define UFFD_FEATURE_MOVE (1 << 16)
@@ -82,13 +83,43 @@ static const char *uffd_problem(const struct utsname *u)
 	return NULL;
 }
 
+/* Why the kmod backend cannot be used here, or NULL. */
+static const char *kmod_problem(void)
+{
+	static char why[160];
+	struct rewire_dev_info info;
+	struct stat st;
+	int fd;
+
+	if (stat("/dev/rewire", &st)) {
+		if (access("/sys/module/rewire", F_OK) == 0)
+			return "rewire.ko is loaded but /dev/rewire is missing (udev?)";
+		return "module not loaded (no /dev/rewire; see rewire(4))";
+	}
+	fd = open("/dev/rewire", O_RDWR | O_CLOEXEC);
+	if (fd < 0) {
+		snprintf(why, sizeof(why), "/dev/rewire cannot be opened: %s", strerror(errno));
+		return why;
+	}
+	if (ioctl(fd, REWIRE_IOC_INFO, &info)) {
+		close(fd);
+		return "/dev/rewire does not answer REWIRE_IOC_INFO";
+	}
+	close(fd);
+	if (info.version != REWIRE_DEV_VERSION) {
+		snprintf(why, sizeof(why), "rewire.ko speaks interface %u, this library %d",
+			 info.version, REWIRE_DEV_VERSION);
+		return why;
+	}
+	return NULL;
+}
+
 /* Try an arena on backend; on failure, a reason. */
 static const char *try_backend(const char *name, const struct utsname *u, char *picked)
 {
 	static char why[160];
 	struct rewire_options o;
 	struct rewire_arena *a;
-	struct stat st;
 	int ret;
 
 	rewire_options_init(&o);
@@ -101,9 +132,8 @@ static const char *try_backend(const char *name, const struct utsname *u, char *
 		rewire_arena_destroy(a);
 		return NULL;
 	}
-	if (!strcmp(name, "kmod"))
-		return stat("/dev/rewire", &st) ? "module not loaded (no /dev/rewire)" :
-		       "this build of the library has no kmod backend yet";
+	if (!strcmp(name, "kmod") && kmod_problem())
+		return kmod_problem();
 	if (!strcmp(name, "uffd") && uffd_problem(u))
 		return uffd_problem(u);
 	if (!strcmp(name, "mremap") && ret == -EOPNOTSUPP)
