@@ -526,9 +526,10 @@ static long rw_ioctl_batch(struct rewire_file *rf,
 		ret = -EPERM;
 	else if (req.nops > REWIRE_DEV_MAX_OPS)
 		ret = -E2BIG;
-	else if (!req.nops)
+	else
 		ret = 0;
-	else {
+
+	if (!ret && req.nops) {
 		b.mm = rf->mm;
 		b.nops = req.nops;
 		ret = rw_load_ops(rf, &b, req.ops);

@@ -323,6 +323,51 @@ static bool write_file(const char *path, const char *s)
 	return ok_;
 }
 
+static long read_long(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	long v = -1;
+
+	if (f) {
+		if (fscanf(f, "%ld", &v) != 1)
+			v = -1;
+		fclose(f);
+	}
+	return v;
+}
+
+/* Two identical locked pages merged by ksmd into one KSM page. */
+static void ksm_test(void)
+{
+	int fd = dev_open();
+	char *p = map_pages(4, 0, true);
+	bool merged = false;
+
+	memset(p, 0x5a, 2 * page_size);
+	tag_page(p + 2 * page_size, 900);
+	tag_page(p + 3 * page_size, 901);
+	attach(fd, p, 4 * page_size);
+	if (!madvise(p, 4 * page_size, MADV_MERGEABLE) &&
+	    write_file("/sys/kernel/mm/ksm/sleep_millisecs", "1") &&
+	    write_file("/sys/kernel/mm/ksm/run", "1")) {
+		for (int i = 0; i < 300 && !merged; i++) {
+			usleep(20000);
+			merged = read_long("/sys/kernel/mm/ksm/pages_sharing") > 0;
+		}
+	}
+	if (merged) {
+		is_int(-EBUSY, one(fd, REWIRE_DEV_SWAP, p, p + 2 * page_size, 1, NULL),
+		       "a KSM page: EBUSY");
+		ok(page_has_tag(p + 2 * page_size, 900) && p[0] == 0x5a, "nothing moved");
+	} else {
+		ok(1, "# SKIP ksmd merged nothing here");
+		ok(1, "# SKIP ksmd merged nothing here");
+	}
+	write_file("/sys/kernel/mm/ksm/run", "2");	/* unmerge everything */
+	close(fd);
+	munmap(p, 4 * page_size);
+}
+
 /* What the module must refuse, each with its documented errno. */
 static void refusals(void)
 {
@@ -460,6 +505,8 @@ static void refusals(void)
 	}
 
 	/* Memory unmapped or unlocked after attaching. */
+	ksm_test();
+
 	munlock(p, page_size);
 	is_int(-EFAULT, one(fd, REWIRE_DEV_SWAP, p + 2 * page_size, p + 3 * page_size, 1, NULL),
 	       "the range split by munlock: EFAULT");
