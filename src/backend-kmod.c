@@ -72,13 +72,14 @@ static int kmod_remap(struct rewire_arena *a, char *dst, char *src, size_t n,
 {
 	struct kmod *k = a->backend_data;
 	struct rewire_dev_op op = { .type = REWIRE_DEV_MOVE };
-	size_t chunk, done;
-	uint64_t pages;
-	int ret;
 
 	*moved = 0;
 	while (*moved < n) {
-		chunk = n - *moved < k->info.max_pages ? n - *moved : k->info.max_pages;
+		size_t chunk = n - *moved < k->info.max_pages ? n - *moved : k->info.max_pages;
+		size_t done;
+		uint64_t pages;
+		int ret;
+
 		op.dst = (uintptr_t)(dst + (*moved << a->page_shift));
 		op.src = (uintptr_t)(src + (*moved << a->page_shift));
 		op.npages = chunk;
