@@ -1,18 +1,33 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
- * The one kernel function rewire.ko needs that no kernel exports to modules:
- * flush_tlb_mm_range(), the x86 TLB shootdown behind flush_tlb_range().
- * Exported primitives cannot do its job: a CPU that switched away from the
- * mm keeps stale entries under PCID unless the mm's TLB generation advances,
- * and only this function advances it. The address is found through
- * kallsyms_lookup_name(), itself found with a kprobe, once at load; the
- * module refuses to load when either is missing.
+ * What rewire.ko needs that kernels do not export to modules: the x86 TLB
+ * shootdown of a range of one mm, flush_tlb_mm_range(), behind
+ * flush_tlb_range(). Exported primitives cannot do its job cheaply: a CPU
+ * that switched away from the mm keeps stale entries under PCID unless the
+ * mm's TLB generation advances, and only this function advances it.
+ *
+ * Its address is found through kallsyms_lookup_name(), itself found with a
+ * kprobe, once at load. Under kernel IBT (6.12 on CPUs that have it) both
+ * functions lose their ENDBR at boot, and an indirect call to either would
+ * trap, so there, or when asked with global_flush=1, the module flushes
+ * every CPU's whole TLB instead, with exported calls only: slower for the
+ * machine, as correct for the mm.
  */
 #ifndef _REWIRE_COMPAT_H
 #define _REWIRE_COMPAT_H
 
 #include <linux/kprobes.h>
+#include <linux/smp.h>
+#include <asm/cpufeature.h>
 
+static bool rw_global_flush;
+module_param_named(global_flush, rw_global_flush, bool, 0444);
+MODULE_PARM_DESC(global_flush, "flush all TLBs of all CPUs instead of the mm's range");
+
+/*
+ * As declared in arch/x86/include/asm/tlbflush.h (6.1 to 6.12), where the
+ * declaration is hidden from modules.
+ */
 typedef void (*rw_flush_tlb_fn)(struct mm_struct *mm, unsigned long start,
 				unsigned long end, unsigned int stride_shift,
 				bool freed_tables);
@@ -24,6 +39,11 @@ static int rw_resolve_symbols(void)
 	struct kprobe kp = { .symbol_name = "kallsyms_lookup_name" };
 	unsigned long (*lookup)(const char *name);
 	int ret;
+
+	if (cpu_feature_enabled(X86_FEATURE_IBT))
+		rw_global_flush = true;
+	if (rw_global_flush)
+		return 0;
 
 	ret = register_kprobe(&kp);
 	if (ret < 0) {
@@ -39,6 +59,21 @@ static int rw_resolve_symbols(void)
 		return -ENOENT;
 	}
 	return 0;
+}
+
+static void rw_flush_all_local(void *unused)
+{
+	__flush_tlb_all();
+}
+
+/* No CPU may keep a translation of [start, end) of mm once this returns. */
+static void rw_flush_tlb(struct mm_struct *mm, unsigned long start,
+			 unsigned long end)
+{
+	if (rw_global_flush)
+		on_each_cpu(rw_flush_all_local, NULL, 1);
+	else
+		rw_flush_tlb_mm_range(mm, start, end, PAGE_SHIFT, false);
 }
 
 /* Per-VMA locks (6.4 on) let page faults run without mmap_lock. */

@@ -17,6 +17,7 @@
  * The anon_vma lock is held until the TLB has been flushed, so no rmap walk
  * can see a moved page before every CPU has forgotten its old address.
  * The folio lock ranks above the anon_vma lock, hence trylock (-EAGAIN).
+ * Nothing is allocated under the anon_vma lock: reclaim walks anon_vmas.
  *
  * See rewire(4).
  */
@@ -36,19 +37,24 @@
 #include <linux/swap.h>
 #include <linux/swapops.h>
 #include <linux/uaccess.h>
+#include <linux/userfaultfd_k.h>
 #include <asm/tlbflush.h>
 
 #include "compat.h"
 #include "rewire_uapi.h"
 
+#ifdef REWIRE_TEST_HOOKS
 /*
- * For the test suite's negative controls only, set at load time by root:
- * 1 skips the TLB flush, 2 skips the rmap index update. Either breaks the
- * module, and the tests must notice.
+ * Only in the build for the test suite's negative controls (kmod/build.sh
+ * --test-hooks): 1 skips the TLB flush, 2 the rmap index update. Either
+ * breaks the module, and the tests must notice.
  */
 static unsigned int break_for_test;
 module_param(break_for_test, uint, 0444);
 MODULE_PARM_DESC(break_for_test, "tests only: 1 skip TLB flush, 2 skip index update");
+#else
+#define break_for_test 0U
+#endif
 
 struct rewire_file {
 	struct mutex lock;		/* serializes ioctls on this file */
@@ -59,7 +65,7 @@ struct rewire_file {
 /* One page of an operation, between validation and the move. */
 struct rw_slot {
 	struct folio *folio;	/* locked; NULL for a hole or the zero page */
-	pte_t pte;		/* what a permutation lifted */
+	pte_t pte;		/* the entry lifted from the slot's address */
 };
 
 /* The state of one batch: everything allocated before any lock is taken. */
@@ -70,6 +76,8 @@ struct rw_batch {
 	u32 nops;
 	u64 **perms;		/* per op: the copied permutation, or NULL */
 	struct rw_slot *slots;	/* two per page of the largest op */
+	u32 tables_ok;		/* ops whose page tables are known present */
+	int tables_err;		/* why op tables_ok has none */
 	unsigned long lo, hi;	/* the span of changed PTEs, for the flush */
 	u64 pages;
 };
@@ -79,8 +87,12 @@ static int rw_noop_pte(pte_t *pte, unsigned long addr, void *data)
 	return 0;
 }
 
-/* The PMD of addr when it points to a page table; NULL otherwise. */
-static pmd_t *rw_pmd(struct mm_struct *mm, unsigned long addr, bool *huge)
+/*
+ * The PMD of addr when it points to a page table. Otherwise NULL, with *err
+ * 0 where a table is missing, -EBUSY where a huge page is mapped, -EAGAIN
+ * where a huge page is being migrated.
+ */
+static pmd_t *rw_pmd(struct mm_struct *mm, unsigned long addr, int *err)
 {
 	pgd_t *pgd = pgd_offset(mm, addr);
 	p4d_t *p4d;
@@ -88,7 +100,7 @@ static pmd_t *rw_pmd(struct mm_struct *mm, unsigned long addr, bool *huge)
 	pmd_t *pmd;
 	pmd_t val;
 
-	*huge = false;
+	*err = 0;
 	if (pgd_none(*pgd) || pgd_bad(*pgd))
 		return NULL;
 	p4d = p4d_offset(pgd, addr);
@@ -98,16 +110,19 @@ static pmd_t *rw_pmd(struct mm_struct *mm, unsigned long addr, bool *huge)
 	if (pud_none(*pud))
 		return NULL;
 	if (pud_leaf(*pud) || pud_bad(*pud)) {
-		*huge = true;
+		*err = -EBUSY;
 		return NULL;
 	}
 	pmd = pmd_offset(pud, addr);
 	val = READ_ONCE(*pmd);
 	if (pmd_none(val))
 		return NULL;
-	if (!pmd_present(val) || pmd_trans_huge(val) || pmd_leaf(val) ||
-	    pmd_bad(val)) {
-		*huge = true;
+	if (!pmd_present(val)) {
+		*err = -EAGAIN;
+		return NULL;
+	}
+	if (pmd_trans_huge(val) || pmd_leaf(val) || pmd_bad(val)) {
+		*err = -EBUSY;
 		return NULL;
 	}
 	return pmd;
@@ -115,26 +130,24 @@ static pmd_t *rw_pmd(struct mm_struct *mm, unsigned long addr, bool *huge)
 
 /*
  * Make sure every page of [addr, addr + npages) has a page table, so that
- * nothing needs allocating once the anon_vma lock is held (reclaim walks
- * anon_vmas). THP-mapped PMDs are refused.
+ * nothing needs allocating once the anon_vma lock is held.
  */
 static int rw_ensure_tables(struct mm_struct *mm, unsigned long addr,
 			    u64 npages)
 {
 	unsigned long end = addr + (npages << PAGE_SHIFT);
-	bool huge;
 	int ret;
 
 	while (addr < end) {
-		if (!rw_pmd(mm, addr, &huge)) {
-			if (huge)
-				return -EBUSY;
+		if (!rw_pmd(mm, addr, &ret)) {
+			if (ret)
+				return ret;
 			ret = apply_to_page_range(mm, addr, PAGE_SIZE,
 						  rw_noop_pte, NULL);
 			if (ret)
 				return ret;
-			if (!rw_pmd(mm, addr, &huge))
-				return -ENOMEM;
+			if (!rw_pmd(mm, addr, &ret))
+				return ret ? ret : -ENOMEM;
 		}
 		addr = pmd_addr_end(addr, end);
 	}
@@ -144,8 +157,8 @@ static int rw_ensure_tables(struct mm_struct *mm, unsigned long addr,
 static pte_t *rw_pte(struct mm_struct *mm, unsigned long addr,
 		     spinlock_t **ptl)
 {
-	bool huge;
-	pmd_t *pmd = rw_pmd(mm, addr, &huge);
+	int err;
+	pmd_t *pmd = rw_pmd(mm, addr, &err);
 
 	if (!pmd)
 		return NULL;
@@ -190,8 +203,10 @@ static int rw_grab(struct rw_batch *b, unsigned long addr, bool want_hole,
 	/* The PTE cannot change under our locks, so it pins the page. */
 	page = pte_page(pte);
 	folio = page_folio(page);
+	/* !swapbacked: MADV_FREE, whose data hangs on the dirty bit. */
 	if (!folio_test_anon(folio) || folio_test_ksm(folio) ||
 	    folio_test_large(folio) || folio_test_swapcache(folio) ||
+	    !folio_test_swapbacked(folio) ||
 	    !PageAnonExclusive(page) || atomic_read(&page->_mapcount) != 0 ||
 	    folio_maybe_dma_pinned(folio))
 		return -EBUSY;
@@ -216,125 +231,108 @@ static void rw_touched(struct rw_batch *b, unsigned long addr)
 	b->hi = max(b->hi, addr + PAGE_SIZE);
 }
 
-/* Put pte, lifted from elsewhere, at addr; the PTE lock is held. */
-static void rw_place(struct rw_batch *b, unsigned long addr, pte_t *ptep,
-		     pte_t pte, struct folio *folio)
+/*
+ * Slot j of an operation: a page of a permutation; for a move or a swap,
+ * slot 2i is page i of dst and slot 2i + 1 page i of src.
+ */
+static unsigned long rw_slot_addr(const struct rewire_dev_op *op, u64 j)
 {
-	if (pte_none(pte))
-		return;
-	if (folio && break_for_test != 2)
-		folio->index = linear_page_index(b->vma, addr);
-	set_pte_at(b->mm, addr, ptep, pte);
-	rw_touched(b, addr);
-	b->pages++;
+	if (op->type == REWIRE_DEV_PERMUTE)
+		return op->dst + (j << PAGE_SHIFT);
+	return (j & 1 ? op->src : op->dst) + ((j >> 1) << PAGE_SHIFT);
 }
 
-static void rw_double_lock(spinlock_t *l1, spinlock_t *l2)
+/* Where the page of slot j goes. */
+static unsigned long rw_slot_dest(const struct rewire_dev_op *op,
+				  const u64 *perm, u64 j)
 {
-	if (l1 == l2) {
-		spin_lock(l1);
-	} else if (l1 < l2) {
-		spin_lock(l1);
-		spin_lock_nested(l2, SINGLE_DEPTH_NESTING);
-	} else {
-		spin_lock(l2);
-		spin_lock_nested(l1, SINGLE_DEPTH_NESTING);
-	}
+	if (perm)
+		return op->dst + (perm[j] << PAGE_SHIFT);
+	return (j & 1 ? op->dst : op->src) + ((j >> 1) << PAGE_SHIFT);
 }
 
-static void rw_double_unlock(spinlock_t *l1, spinlock_t *l2)
+static pte_t rw_lift(struct rw_batch *b, unsigned long addr)
 {
-	spin_unlock(l1);
-	if (l1 != l2)
-		spin_unlock(l2);
-}
-
-/* Exchange the PTEs at x and y, either of which may be a hole. */
-static void rw_exchange(struct rw_batch *b, unsigned long x, unsigned long y,
-			struct rw_slot *sx, struct rw_slot *sy)
-{
-	spinlock_t *lx, *ly;
-	pte_t *px = rw_pte(b->mm, x, &lx);
-	pte_t *py = rw_pte(b->mm, y, &ly);
-	pte_t vx, vy;
-
-	rw_double_lock(lx, ly);
-	vx = ptep_get_and_clear(b->mm, x, px);
-	vy = ptep_get_and_clear(b->mm, y, py);
-	if (!pte_none(vx) || !pte_none(vy)) {
-		rw_touched(b, x);
-		rw_touched(b, y);
-	}
-	rw_place(b, y, py, vx, sx->folio);
-	rw_place(b, x, px, vy, sy->folio);
-	rw_double_unlock(lx, ly);
-}
-
-static void rw_permute(struct rw_batch *b, unsigned long base, u64 n,
-		       const u64 *perm)
-{
-	struct rw_slot *s = b->slots;
 	spinlock_t *ptl;
-	unsigned long addr;
-	pte_t *ptep;
-	u64 i;
+	pte_t *ptep = rw_pte(b->mm, addr, &ptl);
+	pte_t pte;
 
-	for (i = 0; i < n; i++) {
-		addr = base + (i << PAGE_SHIFT);
-		ptep = rw_pte(b->mm, addr, &ptl);
-		spin_lock(ptl);
-		s[i].pte = ptep_get_and_clear(b->mm, addr, ptep);
-		spin_unlock(ptl);
-		if (!pte_none(s[i].pte))
-			rw_touched(b, addr);
-	}
-	for (i = 0; i < n; i++) {
-		addr = base + (perm[i] << PAGE_SHIFT);
-		ptep = rw_pte(b->mm, addr, &ptl);
-		spin_lock(ptl);
-		rw_place(b, addr, ptep, s[i].pte, s[i].folio);
-		spin_unlock(ptl);
-	}
+	spin_lock(ptl);
+	pte = ptep_get_and_clear(b->mm, addr, ptep);
+	spin_unlock(ptl);
+	if (!pte_none(pte))
+		rw_touched(b, addr);
+	return pte;
 }
 
 /*
- * Apply one operation completely or not at all: first check and lock every
- * page it touches, then move the PTEs, which can no longer fail.
+ * Put pte, lifted from the address from, at addr. A page that changes
+ * address gets its rmap index (under its folio lock, as rmap walkers read
+ * it) and the soft-dirty bit, as mremap gives it.
+ */
+static void rw_place(struct rw_batch *b, unsigned long from,
+		     unsigned long addr, pte_t pte, struct folio *folio)
+{
+	spinlock_t *ptl;
+	pte_t *ptep;
+
+	if (pte_none(pte))
+		return;
+	ptep = rw_pte(b->mm, addr, &ptl);
+	spin_lock(ptl);
+	if (addr != from) {
+		if (folio && break_for_test != 2)
+			folio->index = linear_page_index(b->vma, addr);
+#ifdef CONFIG_MEM_SOFT_DIRTY
+		if (pte_present(pte))
+			pte = pte_mksoft_dirty(pte);
+#endif
+		b->pages++;
+	}
+	set_pte_at(b->mm, addr, ptep, pte);
+	spin_unlock(ptl);
+	rw_touched(b, addr);
+}
+
+/*
+ * Apply one operation completely or not at all. First check and lock every
+ * page it touches; then lift every entry, and only then look for a DMA pin:
+ * get_user_pages_fast() re-reads the entry after pinning and backs off if
+ * it changed, so either it sees the entry gone or we see its pin. Pinned:
+ * put everything back. Otherwise place each entry at its destination.
  */
 static int rw_apply_op(struct rw_batch *b, const struct rewire_dev_op *op,
 		       const u64 *perm)
 {
-	bool move = op->type == REWIRE_DEV_MOVE;
-	u64 i, n = op->npages, nslots = 0;
+	u64 j, nslots = perm ? op->npages : 2 * op->npages;
+	bool move = op->type == REWIRE_DEV_MOVE, pinned = false;
 	struct rw_slot *s = b->slots;
 	int ret = 0;
 
-	for (i = 0; i < n && !ret; i++) {
-		unsigned long off = i << PAGE_SHIFT;
-
-		ret = rw_grab(b, op->dst + off, move, &s[nslots++]);
-		if (!ret && !perm)
-			ret = rw_grab(b, op->src + off, false, &s[nslots++]);
-	}
+	for (j = 0; j < nslots && !ret; j++)
+		ret = rw_grab(b, rw_slot_addr(op, j), move && !(j & 1), &s[j]);
 	if (ret) {
-		rw_release(s, nslots);
+		rw_release(s, j);
 		return ret;
 	}
 
-	if (perm) {
-		rw_permute(b, op->dst, n, perm);
-	} else {
-		for (i = 0; i < n; i++)
-			rw_exchange(b, op->src + (i << PAGE_SHIFT),
-				    op->dst + (i << PAGE_SHIFT),
-				    &s[2 * i + 1], &s[2 * i]);
+	for (j = 0; j < nslots; j++) {
+		s[j].pte = rw_lift(b, rw_slot_addr(op, j));
+		if (s[j].folio && folio_maybe_dma_pinned(s[j].folio))
+			pinned = true;
+	}
+	for (j = 0; j < nslots; j++) {
+		unsigned long from = rw_slot_addr(op, j);
+
+		rw_place(b, from, pinned ? from : rw_slot_dest(op, perm, j),
+			 s[j].pte, s[j].folio);
 	}
 	/*
 	 * Unlocking before the flush is safe: any rmap walk that could now
 	 * lock these folios waits for the anon_vma lock, held past the flush.
 	 */
 	rw_release(s, nslots);
-	return 0;
+	return pinned ? -EBUSY : 0;
 }
 
 static bool rw_overlap(u64 a, u64 b, u64 npages)
@@ -357,7 +355,7 @@ static int rw_load_perm(const struct rewire_dev_op *op, u64 **out,
 	u64 i, n = op->npages;
 	u64 *perm;
 
-	perm = kvmalloc_array(n, sizeof(*perm), GFP_KERNEL);
+	perm = kvmalloc_array(n, sizeof(*perm), GFP_KERNEL_ACCOUNT);
 	if (!perm)
 		return -ENOMEM;
 	if (copy_from_user(perm, u64_to_user_ptr(op->perm), n * sizeof(*perm))) {
@@ -384,8 +382,8 @@ static int rw_load_ops(const struct rewire_file *rf, struct rw_batch *b,
 	u32 k;
 	int ret;
 
-	b->ops = kvmalloc_array(b->nops, sizeof(*b->ops), GFP_KERNEL);
-	b->perms = kvcalloc(b->nops, sizeof(*b->perms), GFP_KERNEL);
+	b->ops = kvmalloc_array(b->nops, sizeof(*b->ops), GFP_KERNEL_ACCOUNT);
+	b->perms = kvcalloc(b->nops, sizeof(*b->perms), GFP_KERNEL_ACCOUNT);
 	if (!b->ops || !b->perms)
 		return -ENOMEM;
 	if (copy_from_user(b->ops, u64_to_user_ptr(uops),
@@ -416,7 +414,7 @@ static int rw_load_ops(const struct rewire_file *rf, struct rw_batch *b,
 		if (b->ops[k].type != REWIRE_DEV_PERMUTE)
 			continue;
 		if (!seen) {
-			seen = bitmap_alloc(most, GFP_KERNEL);
+			seen = bitmap_alloc(most, GFP_KERNEL_ACCOUNT);
 			if (!seen)
 				return -ENOMEM;
 		}
@@ -428,7 +426,8 @@ static int rw_load_ops(const struct rewire_file *rf, struct rw_batch *b,
 	}
 	bitmap_free(seen);
 
-	b->slots = kvmalloc_array(2 * most, sizeof(*b->slots), GFP_KERNEL);
+	b->slots = kvmalloc_array(2 * most, sizeof(*b->slots),
+				  GFP_KERNEL_ACCOUNT);
 	return b->slots ? 0 : -ENOMEM;
 }
 
@@ -445,22 +444,36 @@ static void rw_free_batch(struct rw_batch *b)
 }
 
 /*
- * The memory rewire may rearrange: one private anonymous mlocked mapping,
- * not hugetlb, not a PFN or I/O mapping.
+ * The memory rewire may rearrange: one private, anonymous, writable, mlocked
+ * mapping; not hugetlb, PFN or I/O memory, not sealed (mseal), not a shadow
+ * stack, not registered with userfaultfd (whose write protection and remap
+ * events a move would bypass).
  */
 static int rw_check_vma(struct vm_area_struct *vma, unsigned long start,
 			unsigned long end)
 {
+	vm_flags_t refused = VM_SHARED | VM_IO | VM_PFNMAP | VM_MIXEDMAP;
+
+#ifdef VM_SEALED
+	refused |= VM_SEALED;
+#endif
+#ifdef VM_SHADOW_STACK
+	refused |= VM_SHADOW_STACK;
+#endif
 	if (!vma || vma->vm_start > start || vma->vm_end < end)
 		return -EFAULT;
 	if (!vma_is_anonymous(vma) || is_vm_hugetlb_page(vma) ||
-	    (vma->vm_flags & (VM_SHARED | VM_IO | VM_PFNMAP | VM_MIXEDMAP)) ||
-	    !(vma->vm_flags & VM_LOCKED))
+	    (vma->vm_flags & refused) || !(vma->vm_flags & VM_WRITE) ||
+	    !(vma->vm_flags & VM_LOCKED) || userfaultfd_armed(vma))
 		return -EINVAL;
 	return 0;
 }
 
-/* Apply ops in order until one fails; *done counts those applied. */
+/*
+ * Apply ops in order until one fails; *done counts those applied. Page
+ * tables are made first, for all ops, before the anon_vma lock is taken;
+ * an op whose tables cannot be made stops the batch just before it.
+ */
 static int rw_run(struct rewire_file *rf, struct rw_batch *b, u32 *done)
 {
 	struct anon_vma *anon_vma;
@@ -475,31 +488,40 @@ static int rw_run(struct rewire_file *rf, struct rw_batch *b, u32 *done)
 	/* Secondary MMUs would keep stale translations: no notifier calls. */
 	if (!ret && mm_has_notifiers(b->mm))
 		ret = -EBUSY;
-	for (k = 0; k < b->nops && !ret; k++) {
-		ret = rw_ensure_tables(b->mm, b->ops[k].dst, b->ops[k].npages);
-		if (!ret && b->ops[k].type != REWIRE_DEV_PERMUTE)
-			ret = rw_ensure_tables(b->mm, b->ops[k].src,
-					       b->ops[k].npages);
-	}
 	if (ret)
 		goto out;
-
+	/* From here no page fault runs in the VMA, per-VMA-lock ones included. */
 	rw_vma_start_write(b->vma);
+
+	for (k = 0; k < b->nops; k++) {
+		const struct rewire_dev_op *op = &b->ops[k];
+
+		b->tables_err = rw_ensure_tables(b->mm, op->dst, op->npages);
+		if (!b->tables_err && op->type != REWIRE_DEV_PERMUTE)
+			b->tables_err = rw_ensure_tables(b->mm, op->src,
+							 op->npages);
+		if (b->tables_err)
+			break;
+	}
+	b->tables_ok = k;
+
 	anon_vma = b->vma->anon_vma;
 	if (anon_vma)
 		anon_vma_lock_write(anon_vma);
 
 	b->lo = ULONG_MAX;
 	b->hi = 0;
-	for (k = 0; k < b->nops; k++) {
+	for (k = 0; k < b->tables_ok; k++) {
 		ret = rw_apply_op(b, &b->ops[k], b->perms[k]);
 		if (ret)
 			break;
 		(*done)++;
 	}
+	if (!ret)
+		ret = b->tables_err;
 	/* The one shootdown of the batch. */
 	if (b->lo < b->hi && break_for_test != 1)
-		rw_flush_tlb_mm_range(b->mm, b->lo, b->hi, PAGE_SHIFT, false);
+		rw_flush_tlb(b->mm, b->lo, b->hi);
 
 	if (anon_vma)
 		anon_vma_unlock_write(anon_vma);
@@ -591,7 +613,8 @@ static long rw_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 	case REWIRE_IOC_INFO:
 		return copy_to_user(uarg, &info, sizeof(info)) ? -EFAULT : 0;
 	case REWIRE_IOC_ATTACH:
-		mutex_lock(&rf->lock);
+		if (mutex_lock_killable(&rf->lock))
+			return -EINTR;
 		ret = rw_ioctl_attach(rf, uarg);
 		mutex_unlock(&rf->lock);
 		return ret;
@@ -608,7 +631,7 @@ static long rw_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 
 static int rw_open(struct inode *inode, struct file *file)
 {
-	struct rewire_file *rf = kzalloc(sizeof(*rf), GFP_KERNEL);
+	struct rewire_file *rf = kzalloc(sizeof(*rf), GFP_KERNEL_ACCOUNT);
 
 	if (!rf)
 		return -ENOMEM;
@@ -652,6 +675,8 @@ static int __init rw_init(void)
 	if (break_for_test)
 		pr_notice("break_for_test=%u: for the test suite only\n",
 			  break_for_test);
+	if (rw_global_flush)
+		pr_info("flushing whole TLBs on every CPU (global_flush)\n");
 	return misc_register(&rw_dev);
 }
 

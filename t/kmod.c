@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/io_uring.h>
+#include <linux/userfaultfd.h>
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
@@ -403,23 +404,97 @@ static void refusals(void)
 	}
 	write_file("/proc/sys/vm/nr_hugepages", "0");
 
-	/* A THP-mapped PMD. */
-	p = mmap(NULL, 8 << 20, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	h = (char *)(((uintptr_t)p + (2 << 20) - 1) & ~(uintptr_t)((2 << 20) - 1));
-	madvise(h, 4 << 20, MADV_HUGEPAGE);
-	mlock(h, 4 << 20);
-	memset(h, 1, 4 << 20);
-	if (smaps_kb(h, "AnonHugePages:") > 0) {
-		close(fd);
-		fd = dev_open();
-		is_int(0, attach(fd, h, 4 << 20), "attach THP-backed memory");
-		is_int(-EBUSY, one(fd, REWIRE_DEV_SWAP, h, h + (2 << 20), 1, NULL),
-		       "a swap of THP-mapped pages: EBUSY");
-	} else {
-		ok(1, "# SKIP no transparent huge page was mapped");
-		ok(1, "# SKIP no transparent huge page was mapped");
+	/*
+	 * A THP-mapped PMD, in one mapping with small pages: THP on for the
+	 * first 2 MiB, off for the next. A batch whose second op meets the
+	 * huge page stops after the first.
+	 */
+	{
+		const char *thp = "/sys/kernel/mm/transparent_hugepage/enabled";
+		char was[64] = "", *l, *r;
+		FILE *f = fopen(thp, "r");
+		struct rewire_dev_op two[2];
+		uint32_t done;
+
+		if (f) {
+			if (!fgets(was, sizeof(was), f))
+				was[0] = 0;
+			fclose(f);
+		}
+		l = strchr(was, '[');
+		r = l ? strchr(l, ']') : NULL;
+		if (r)
+			*r = 0;
+		p = mmap(NULL, 8 << 20, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		h = (char *)(((uintptr_t)p + (2 << 20) - 1) & ~(uintptr_t)((2 << 20) - 1));
+		write_file(thp, "always");
+		memset(h, 1, 2 << 20);
+		write_file(thp, "never");
+		memset(h + (2 << 20), 2, 2 << 20);
+		/* THP stays off until the end: khugepaged could collapse the
+		 * small pages meanwhile. */
+		mlock(h, 4 << 20);
+		diag("THP: %ld kB of the 4 MiB mapped by huge pages", smaps_kb(h, "AnonHugePages:"));
+		if (smaps_kb(h, "AnonHugePages:") > 0) {
+			close(fd);
+			fd = dev_open();
+			is_int(0, attach(fd, h, 4 << 20), "attach memory partly THP-backed");
+			two[0] = op_of(REWIRE_DEV_SWAP, h + (2 << 20), h + (3 << 20), 1, NULL);
+			two[1] = op_of(REWIRE_DEV_SWAP, h, h + (3 << 20) + page_size, 1, NULL);
+			is_int(-EBUSY, batch(fd, two, 2, &done), "a swap with a THP-mapped page: EBUSY");
+			ok(done == 1 && h[2 << 20] == 2 && h[3 << 20] == 2 && h[0] == 1,
+			   "after exactly the op before it (done %u)", done);
+		} else {
+			for (int i = 0; i < 3; i++)
+				ok(1, "# SKIP no transparent huge page was mapped");
+		}
+		munmap(p, 8 << 20);
+		if (l)
+			write_file(thp, l + 1);
 	}
-	munmap(p, 8 << 20);
+
+	/* Memory this process may not write, and memory userfaultfd tracks. */
+	close(fd);
+	fd = dev_open();
+	p = mmap(NULL, 4 * page_size, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	mlock(p, 4 * page_size);
+	is_int(-EINVAL, attach(fd, p, 4 * page_size), "read-only memory: EINVAL");
+	munmap(p, 4 * page_size);
+	p = map_pages(4, 0, true);
+	if (syscall(462 /* mseal */, p, 4 * page_size, 0) == 0)
+		is_int(-EINVAL, attach(fd, p, 4 * page_size), "sealed memory (mseal): EINVAL");
+	else
+		ok(1, "# SKIP no mseal(2) here (Linux 6.10 on): %s", strerror(errno));
+	p = map_pages(4, 0, true);
+	{
+		struct uffdio_api api = { .api = UFFD_API };
+		struct uffdio_register reg = {
+			.range = { (uintptr_t)p, 4 * page_size },
+			.mode = UFFDIO_REGISTER_MODE_MISSING,
+		};
+		int u = (int)syscall(SYS_userfaultfd, O_CLOEXEC);
+
+		if (u >= 0 && !ioctl(u, UFFDIO_API, &api) && !ioctl(u, UFFDIO_REGISTER, &reg))
+			is_int(-EINVAL, attach(fd, p, 4 * page_size),
+			       "memory registered with userfaultfd: EINVAL");
+		else
+			ok(1, "# SKIP userfaultfd unavailable: %s", strerror(errno));
+		if (u >= 0)
+			close(u);
+	}
+	munmap(p, 4 * page_size);
+
+	/* A page freed with MADV_FREE, locked afterwards: its data hangs on
+	 * the dirty bit, so it is refused. */
+	close(fd);
+	fd = dev_open();
+	p = map_pages(4, 950, false);
+	madvise(p, page_size, MADV_FREE);
+	mlock(p, 4 * page_size);
+	attach(fd, p, 4 * page_size);
+	is_int(-EBUSY, one(fd, REWIRE_DEV_SWAP, p, p + page_size, 1, NULL),
+	       "a lazily freed page (MADV_FREE): EBUSY");
+	munmap(p, 4 * page_size);
 
 	/* Large folios mapped by PTEs (mTHP, Linux 6.8 on). */
 	close(fd);

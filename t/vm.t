@@ -169,11 +169,17 @@ for v in $kernels; do
 		continue
 	fi
 	say_ok "[$v] rewire.ko builds without warnings"
+	if ! "$top_srcdir/kmod/build.sh" --test-hooks "/lib/modules/$v/build" "$dir/kmod-test" >"$dir/build.err" 2>&1; then
+		say_not_ok "[$v] rewire.ko with test hooks builds without warnings"
+		sed 's/^/# /' "$dir/build.err"
+		continue
+	fi
 
 	cp "$busybox" "$root/bin/busybox"
 	cp "$top_srcdir/t/vm/init" "$root/init"
 	chmod 755 "$root/init"
 	cp "$dir/kmod/rewire.ko" "$root/rewire.ko"
+	cp "$dir/kmod-test/rewire.ko" "$root/rewire-test.ko"
 	for t in $VM_TESTS; do
 		mkdir -p "$root/t/$(dirname "$t")"
 		cp "$build/$t" "$root/t/$t"
@@ -204,8 +210,11 @@ for v in $kernels; do
 		fi
 		case " $VM_TESTS " in
 		*" t/kmod.t "*)
+			# the TLB test with the flush that works under kernel IBT
+			printf '%s\n' "insmod /rewire.ko global_flush=1" \
+				"REWIRE_KMOD_ONLY=tlb t/kmod.t" "rmmod rewire" >>"$list"
 			for b in 1 2; do
-				printf '%s\n' "insmod /rewire.ko break_for_test=$b" \
+				printf '%s\n' "insmod /rewire-test.ko break_for_test=$b" \
 					"REWIRE_KMOD_BROKEN=$b t/kmod.t" "rmmod rewire" >>"$list"
 			done
 			;;
