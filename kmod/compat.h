@@ -1,17 +1,19 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
- * What rewire.ko needs that kernels do not export to modules: the x86 TLB
+ * What rewire.ko needs that kernels hide from modules: the x86 TLB
  * shootdown of a range of one mm, flush_tlb_mm_range(), behind
- * flush_tlb_range(). Exported primitives cannot do its job cheaply: a CPU
+ * flush_tlb_range(). Exported primitives cannot do its job alone: a CPU
  * that switched away from the mm keeps stale entries under PCID unless the
- * mm's TLB generation advances, and only this function advances it.
+ * mm's TLB generation advances, and only tlbflush.h's inline functions
+ * advance it, inside #ifndef MODULE.
  *
  * Its address is found through kallsyms_lookup_name(), itself found with a
  * kprobe, once at load. Under kernel IBT (6.12 on CPUs that have it) both
  * functions lose their ENDBR at boot, and an indirect call to either would
- * trap, so there, or when asked with global_flush=1, the module flushes
- * every CPU's whole TLB instead, with exported calls only: slower for the
- * machine, as correct for the mm.
+ * trap. There, or when asked with full_flush=1, the module advances the
+ * mm's TLB generation itself, as inc_mm_tlb_gen() does, and flushes the
+ * whole TLB of every CPU in the mm's cpumask: as correct for the mm, dearer
+ * for the other processes on those CPUs.
  */
 #ifndef _REWIRE_COMPAT_H
 #define _REWIRE_COMPAT_H
@@ -19,10 +21,11 @@
 #include <linux/kprobes.h>
 #include <linux/smp.h>
 #include <asm/cpufeature.h>
+#include <asm/ibt.h>
 
-static bool rw_global_flush;
-module_param_named(global_flush, rw_global_flush, bool, 0444);
-MODULE_PARM_DESC(global_flush, "flush all TLBs of all CPUs instead of the mm's range");
+static bool rw_full_flush;
+module_param_named(full_flush, rw_full_flush, bool, 0444);
+MODULE_PARM_DESC(full_flush, "flush the whole TLBs of the mm's CPUs, not its range");
 
 /*
  * As declared in arch/x86/include/asm/tlbflush.h (6.1 to 6.12), where the
@@ -40,9 +43,10 @@ static int rw_resolve_symbols(void)
 	unsigned long (*lookup)(const char *name);
 	int ret;
 
-	if (cpu_feature_enabled(X86_FEATURE_IBT))
-		rw_global_flush = true;
-	if (rw_global_flush)
+	/* 6.1 has no kernel IBT, whatever the CPU offers. */
+	if (HAS_KERNEL_IBT && cpu_feature_enabled(X86_FEATURE_IBT))
+		rw_full_flush = true;
+	if (rw_full_flush)
 		return 0;
 
 	ret = register_kprobe(&kp);
@@ -70,10 +74,17 @@ static void rw_flush_all_local(void *unused)
 static void rw_flush_tlb(struct mm_struct *mm, unsigned long start,
 			 unsigned long end)
 {
-	if (rw_global_flush)
-		on_each_cpu(rw_flush_all_local, NULL, 1);
-	else
+	if (!rw_full_flush) {
 		rw_flush_tlb_mm_range(mm, start, end, PAGE_SHIFT, false);
+		return;
+	}
+	/*
+	 * inc_mm_tlb_gen(): a CPU that switches back to mm later finds its
+	 * PCID's generation behind and flushes it; those in the cpumask,
+	 * lazy ones included, flush now.
+	 */
+	atomic64_inc_return(&mm->context.tlb_gen);
+	on_each_cpu_mask(mm_cpumask(mm), rw_flush_all_local, NULL, true);
 }
 
 /* Per-VMA locks (6.4 on) let page faults run without mmap_lock. */

@@ -38,6 +38,7 @@
 #include <linux/swapops.h>
 #include <linux/uaccess.h>
 #include <linux/userfaultfd_k.h>
+#include <asm/mmu_context.h>
 #include <asm/tlbflush.h>
 
 #include "compat.h"
@@ -101,11 +102,19 @@ static pmd_t *rw_pmd(struct mm_struct *mm, unsigned long addr, int *err)
 	pmd_t val;
 
 	*err = 0;
-	if (pgd_none(*pgd) || pgd_bad(*pgd))
+	if (pgd_none(*pgd))
 		return NULL;
+	if (pgd_bad(*pgd)) {
+		*err = -EFAULT;
+		return NULL;
+	}
 	p4d = p4d_offset(pgd, addr);
-	if (p4d_none(*p4d) || p4d_bad(*p4d))
+	if (p4d_none(*p4d))
 		return NULL;
+	if (p4d_bad(*p4d)) {
+		*err = -EFAULT;
+		return NULL;
+	}
 	pud = pud_offset(p4d, addr);
 	if (pud_none(*pud))
 		return NULL;
@@ -203,15 +212,20 @@ static int rw_grab(struct rw_batch *b, unsigned long addr, bool want_hole,
 	/* The PTE cannot change under our locks, so it pins the page. */
 	page = pte_page(pte);
 	folio = page_folio(page);
-	/* !swapbacked: MADV_FREE, whose data hangs on the dirty bit. */
-	if (!folio_test_anon(folio) || folio_test_ksm(folio) ||
-	    folio_test_large(folio) || folio_test_swapcache(folio) ||
-	    !folio_test_swapbacked(folio) ||
-	    !PageAnonExclusive(page) || atomic_read(&page->_mapcount) != 0 ||
-	    folio_maybe_dma_pinned(folio))
-		return -EBUSY;
 	if (!folio_trylock(folio))
 		return -EAGAIN;
+	/*
+	 * !swapbacked: freed with MADV_FREE, its data hangs on the dirty bit;
+	 * fine if the entry is dirty, as the bit moves with it.
+	 */
+	if (!folio_test_anon(folio) || folio_test_ksm(folio) ||
+	    folio_test_large(folio) || folio_test_swapcache(folio) ||
+	    (!folio_test_swapbacked(folio) && !pte_dirty(pte)) ||
+	    !PageAnonExclusive(page) || atomic_read(&page->_mapcount) != 0 ||
+	    folio_maybe_dma_pinned(folio)) {
+		folio_unlock(folio);
+		return -EBUSY;
+	}
 	slot->folio = folio;
 	return 0;
 }
@@ -316,11 +330,13 @@ static int rw_apply_op(struct rw_batch *b, const struct rewire_dev_op *op,
 		return ret;
 	}
 
-	for (j = 0; j < nslots; j++) {
+	for (j = 0; j < nslots; j++)
 		s[j].pte = rw_lift(b, rw_slot_addr(op, j));
+	/* Paired with the barrier in GUP's pinning, as in the kernel. */
+	smp_mb();
+	for (j = 0; j < nslots; j++)
 		if (s[j].folio && folio_maybe_dma_pinned(s[j].folio))
 			pinned = true;
-	}
 	for (j = 0; j < nslots; j++) {
 		unsigned long from = rw_slot_addr(op, j);
 
@@ -447,7 +463,7 @@ static void rw_free_batch(struct rw_batch *b)
  * The memory rewire may rearrange: one private, anonymous, writable, mlocked
  * mapping; not hugetlb, PFN or I/O memory, not sealed (mseal), not a shadow
  * stack, not registered with userfaultfd (whose write protection and remap
- * events a move would bypass).
+ * events a move would bypass), and writable under the caller's pkeys.
  */
 static int rw_check_vma(struct vm_area_struct *vma, unsigned long start,
 			unsigned long end)
@@ -466,6 +482,9 @@ static int rw_check_vma(struct vm_area_struct *vma, unsigned long start,
 	    (vma->vm_flags & refused) || !(vma->vm_flags & VM_WRITE) ||
 	    !(vma->vm_flags & VM_LOCKED) || userfaultfd_armed(vma))
 		return -EINVAL;
+	/* The calling thread's protection keys must let it write there. */
+	if (!arch_vma_access_permitted(vma, true, false, false))
+		return -EACCES;
 	return 0;
 }
 
@@ -619,7 +638,7 @@ static long rw_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 		mutex_unlock(&rf->lock);
 		return ret;
 	case REWIRE_IOC_BATCH:
-		if (mutex_lock_interruptible(&rf->lock))
+		if (mutex_lock_killable(&rf->lock))
 			return -EINTR;
 		ret = rw_ioctl_batch(rf, uarg);
 		mutex_unlock(&rf->lock);
@@ -675,8 +694,8 @@ static int __init rw_init(void)
 	if (break_for_test)
 		pr_notice("break_for_test=%u: for the test suite only\n",
 			  break_for_test);
-	if (rw_global_flush)
-		pr_info("flushing whole TLBs on every CPU (global_flush)\n");
+	if (rw_full_flush)
+		pr_info("flushing whole TLBs of each process's CPUs (full_flush)\n");
 	return misc_register(&rw_dev);
 }
 

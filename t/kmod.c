@@ -484,6 +484,22 @@ static void refusals(void)
 	}
 	munmap(p, 4 * page_size);
 
+	/* Memory the thread's protection keys forbid it to write. */
+	{
+		int key = (int)syscall(SYS_pkey_alloc, 0, 2 /* PKEY_DISABLE_WRITE */);
+
+		p = map_pages(4, 0, true);
+		if (key >= 0 && !syscall(SYS_pkey_mprotect, p, 4 * page_size,
+					 PROT_READ | PROT_WRITE, key)) {
+			is_int(-EACCES, attach(fd, p, 4 * page_size),
+			       "memory under a write-disabled protection key: EACCES");
+			syscall(SYS_pkey_free, key);
+		} else {
+			ok(1, "# SKIP no memory protection keys here: %s", strerror(errno));
+		}
+		munmap(p, 4 * page_size);
+	}
+
 	/* A page freed with MADV_FREE, locked afterwards: its data hangs on
 	 * the dirty bit, so it is refused. */
 	close(fd);
@@ -493,7 +509,11 @@ static void refusals(void)
 	mlock(p, 4 * page_size);
 	attach(fd, p, 4 * page_size);
 	is_int(-EBUSY, one(fd, REWIRE_DEV_SWAP, p, p + page_size, 1, NULL),
-	       "a lazily freed page (MADV_FREE): EBUSY");
+	       "a lazily freed page (MADV_FREE), clean: EBUSY");
+	tag_page(p, 960);
+	is_int(0, one(fd, REWIRE_DEV_SWAP, p, p + page_size, 1, NULL),
+	       "written again, its entry dirty: it moves");
+	ok(page_has_tag(p + page_size, 960) && page_has_tag(p, 951), "swapped");
 	munmap(p, 4 * page_size);
 
 	/* Large folios mapped by PTEs (mTHP, Linux 6.8 on). */

@@ -218,7 +218,7 @@ for v in $kernels; do
 		case " $VM_TESTS " in
 		*" t/kmod.t "*)
 			# the TLB test with the flush that works under kernel IBT
-			printf '%s\n' "insmod /rewire.ko global_flush=1" \
+			printf '%s\n' "insmod /rewire.ko full_flush=1" \
 				"REWIRE_KMOD_ONLY=tlb t/kmod.t" "rmmod rewire" >>"$list"
 			for b in 1 2; do
 				printf '%s\n' "insmod /rewire-test.ko break_for_test=$b" \
