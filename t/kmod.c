@@ -35,6 +35,17 @@
 
 static struct rewire_dev_info info;
 
+/* The system calls themselves: AddressSanitizer's mlock(3) does nothing. */
+static int lock_range(const void *p, size_t len)
+{
+	return (int)syscall(SYS_mlock, p, len);
+}
+
+static int unlock_range(const void *p, size_t len)
+{
+	return (int)syscall(SYS_munlock, p, len);
+}
+
 static int dev_open(void)
 {
 	int fd = open(DEV, O_RDWR | O_CLOEXEC);
@@ -54,7 +65,7 @@ static char *map_pages(size_t n, uint64_t tag0, bool lock)
 	if (p == MAP_FAILED)
 		bail("mmap: %s", strerror(errno));
 	madvise(p, n * page_size, MADV_NOHUGEPAGE);
-	if (lock && mlock(p, n * page_size))
+	if (lock && lock_range(p, n * page_size))
 		bail("mlock: %s", strerror(errno));
 	for (size_t i = 0; tag0 && i < n; i++)
 		tag_page(p + i * page_size, tag0 + i);
@@ -228,10 +239,9 @@ static void bounds(void)
 
 	/* The page bound counts the pages of all ops together. */
 	q = map_pages(info.max_pages + 1, 0, false);
-	munlock(q, 0);
 	close(fd);
 	fd = dev_open();
-	if (mlock(q, (info.max_pages + 1) * page_size) == 0) {
+	if (lock_range(q, (info.max_pages + 1) * page_size) == 0) {
 		is_int(0, attach(fd, q, (info.max_pages + 1) * page_size), "attach %u pages", info.max_pages + 1);
 		big = calloc(info.max_pages + 1, sizeof(*big));
 		for (size_t i = 0; i <= info.max_pages; i++)
@@ -382,21 +392,21 @@ static void refusals(void)
 	is_int(-EINVAL, attach(fd, p, 4 * page_size), "memory that is not mlocked: EINVAL");
 	munmap(p, 4 * page_size);
 	p = mmap(NULL, 4 * page_size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-	mlock(p, 4 * page_size);
+	lock_range(p, 4 * page_size);
 	is_int(-EINVAL, attach(fd, p, 4 * page_size), "shared memory: EINVAL");
 	munmap(p, 4 * page_size);
 	st = (int)syscall(SYS_memfd_create, "rewire-test", 0);
 	if (st < 0 || ftruncate(st, 4 * (off_t)page_size))
 		bail("memfd: %s", strerror(errno));
 	p = mmap(NULL, 4 * page_size, PROT_READ | PROT_WRITE, MAP_PRIVATE, st, 0);
-	mlock(p, 4 * page_size);
+	lock_range(p, 4 * page_size);
 	is_int(-EINVAL, attach(fd, p, 4 * page_size), "a private file mapping: EINVAL");
 	munmap(p, 4 * page_size);
 	close(st);
 
 	write_file("/proc/sys/vm/nr_hugepages", "2");
 	h = mmap(NULL, 2 << 20, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB, -1, 0);
-	if (h != MAP_FAILED && !mlock(h, 2 << 20)) {
+	if (h != MAP_FAILED && !lock_range(h, 2 << 20)) {
 		is_int(-EINVAL, attach(fd, h, 2 << 20), "hugetlb memory: EINVAL");
 		munmap(h, 2 << 20);
 	} else {
@@ -433,7 +443,7 @@ static void refusals(void)
 		memset(h + (2 << 20), 2, 2 << 20);
 		/* THP stays off until the end: khugepaged could collapse the
 		 * small pages meanwhile. */
-		mlock(h, 4 << 20);
+		lock_range(h, 4 << 20);
 		diag("THP: %ld kB of the 4 MiB mapped by huge pages", smaps_kb(h, "AnonHugePages:"));
 		if (smaps_kb(h, "AnonHugePages:") > 0) {
 			close(fd);
@@ -457,7 +467,7 @@ static void refusals(void)
 	close(fd);
 	fd = dev_open();
 	p = mmap(NULL, 4 * page_size, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	mlock(p, 4 * page_size);
+	lock_range(p, 4 * page_size);
 	is_int(-EINVAL, attach(fd, p, 4 * page_size), "read-only memory: EINVAL");
 	munmap(p, 4 * page_size);
 	p = map_pages(4, 0, true);
@@ -506,7 +516,7 @@ static void refusals(void)
 	fd = dev_open();
 	p = map_pages(4, 950, false);
 	madvise(p, page_size, MADV_FREE);
-	mlock(p, 4 * page_size);
+	lock_range(p, 4 * page_size);
 	attach(fd, p, 4 * page_size);
 	is_int(-EBUSY, one(fd, REWIRE_DEV_SWAP, p, p + page_size, 1, NULL),
 	       "a lazily freed page (MADV_FREE), clean: EBUSY");
@@ -521,7 +531,7 @@ static void refusals(void)
 	fd = dev_open();
 	if (write_file("/sys/kernel/mm/transparent_hugepage/hugepages-64kB/enabled", "always")) {
 		p = mmap(NULL, 1 << 20, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-		mlock(p, 1 << 20);
+		lock_range(p, 1 << 20);
 		memset(p, 1, 1 << 20);
 		write_file("/sys/kernel/mm/transparent_hugepage/hugepages-64kB/enabled", "never");
 		attach(fd, p, 1 << 20);
@@ -537,7 +547,7 @@ static void refusals(void)
 	fd = dev_open();
 	p = mmap(NULL, 4 * page_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	madvise(p, 4 * page_size, MADV_NOHUGEPAGE);
-	mlock(p, 4 * page_size);
+	lock_range(p, 4 * page_size);
 	for (int i = 0; i < 4; i++)
 		tag_page(p + i * page_size, 400 + (uint64_t)i);
 	attach(fd, p, 4 * page_size);
@@ -602,10 +612,10 @@ static void refusals(void)
 	/* Memory unmapped or unlocked after attaching. */
 	ksm_test();
 
-	munlock(p, page_size);
+	unlock_range(p, page_size);
 	is_int(-EFAULT, one(fd, REWIRE_DEV_SWAP, p + 2 * page_size, p + 3 * page_size, 1, NULL),
 	       "the range split by munlock: EFAULT");
-	mlock(p, page_size);
+	lock_range(p, page_size);
 	is_int(0, one(fd, REWIRE_DEV_SWAP, p + 2 * page_size, p + 3 * page_size, 1, NULL),
 	       "locked again, one mapping again: accepted");
 	close(fd);
