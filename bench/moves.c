@@ -88,7 +88,38 @@ static void make_perm(size_t *perm, size_t n, size_t block)
 	free(b);
 }
 
-static void permute(const char *what, const char *backend, size_t n, size_t block)
+/*
+ * Apply perm as single-page swaps (a cycle c0 -> c1 -> ... takes swaps of c0
+ * with c1, c2, ...), sent in batches of 64: what a program sends that does
+ * not build one big permutation.
+ */
+static bool permute_in_swaps(struct rewire_arena *a, char *base, const size_t *perm, size_t n)
+{
+	struct rewire_op ops[64];
+	bool *seen = calloc(n, 1), ok = seen != NULL;
+	size_t k = 0, done;
+
+	for (size_t c = 0; ok && c < n; c++) {
+		seen[c] = true;
+		for (size_t j = perm[c]; !seen[j]; j = perm[j]) {
+			seen[j] = true;
+			ops[k++] = (struct rewire_op){ REWIRE_OP_SWAP, 0, base + c * ps,
+						       base + j * ps, ps, NULL };
+			if (k == 64) {
+				ok &= !rewire_batch(a, ops, k, &done);
+				k = 0;
+			}
+		}
+	}
+	if (k)
+		ok &= !rewire_batch(a, ops, k, &done);
+	free(seen);
+	return ok;
+}
+
+/* A random permutation of n pages in blocks of block pages, in one call or
+ * as batches of swaps. */
+static void permute(const char *what, const char *backend, size_t n, size_t block, bool swaps)
 {
 	size_t *perm = malloc(n * sizeof(*perm)), *where = malloc(n * sizeof(*where));
 	struct rewire_arena *a;
@@ -107,7 +138,7 @@ static void permute(const char *what, const char *backend, size_t n, size_t bloc
 		progress("moves: %s on %s, run %d of %d", what, backend, r + 1, reps);
 		make_perm(perm, n, block);
 		t0 = now_ns();
-		ok &= !rewire_permute(a, base, perm, n);
+		ok &= swaps ? permute_in_swaps(a, base, perm, n) : !rewire_permute(a, base, perm, n);
 		t[r] = (now_ns() - t0) / n;
 		for (size_t i = 0; i < n; i++)
 			where[i] = perm[where[i]];
@@ -177,9 +208,9 @@ void bench_moves(size_t n)
 	printf("\npage moves: %zu pages per operation (ns per page; share copied)\n", n);
 	printf("  %-34s %-8s %10s %10s\n", "operation", "backend", "ns/page", "copied");
 	for (size_t i = 0; i < NBACKENDS; i++)
-		permute(perm, backends[i], n, 1);
+		permute(perm, backends[i], n, 1, false);
 	for (size_t i = 0; i < NBACKENDS; i++)
-		permute(blocks, backends[i], n, 64);
+		permute(blocks, backends[i], n, 64, false);
 	for (size_t i = 0; i < NBACKENDS; i++)
 		move(whole, backends[i], n, WHOLE);
 	move(per_page, "uffd", n, PER_PAGE);
@@ -205,60 +236,6 @@ void bench_moves(size_t n)
 	     x ? find(per_page, "uffd") / x : 0, "> 1", find(per_page, "uffd") > x);
 }
 
-/* A random permutation as single-page swaps (a cycle c0 -> c1 -> ... takes
- * swaps of c0 with c1, c2, ...), sent in batches of 64: what a program
- * sends that does not build one big permutation. */
-static void permute_in_swaps(const char *what, const char *backend, size_t n)
-{
-	size_t *perm = malloc(n * sizeof(*perm)), *where = malloc(n * sizeof(*where));
-	bool *seen = malloc(n), ok = true;
-	struct rewire_op ops[64];
-	struct rewire_arena *a;
-	double t[32];
-	char *base;
-
-	a = setup(backend, n, &base);
-	if (!a)
-		goto out;
-	for (size_t i = 0; i < n; i++)
-		where[i] = i;
-	for (int r = 0; r < reps; r++) {
-		size_t k = 0, done;
-		double t0;
-
-		progress("moves: %s on %s, run %d of %d", what, backend, r + 1, reps);
-		make_perm(perm, n, 1);
-		memset(seen, 0, n);
-		t0 = now_ns();
-		for (size_t c = 0; c < n; c++) {
-			seen[c] = true;
-			for (size_t j = perm[c]; !seen[j]; j = perm[j]) {
-				seen[j] = true;
-				ops[k++] = (struct rewire_op){ REWIRE_OP_SWAP, 0, base + c * ps,
-							       base + j * ps, ps, NULL };
-				if (k == 64) {
-					ok &= !rewire_batch(a, ops, k, &done);
-					k = 0;
-				}
-			}
-		}
-		if (k)
-			ok &= !rewire_batch(a, ops, k, &done);
-		t[r] = (now_ns() - t0) / n;
-		for (size_t i = 0; i < n; i++)
-			where[i] = perm[where[i]];
-	}
-	progress_done();
-	for (size_t i = 0; i < n; i++)
-		ok &= *(size_t *)(base + where[i] * ps) == i;
-	report(what, backend, median(t, reps), a, ok);
-	rewire_arena_destroy(a);
-out:
-	free(perm);
-	free(where);
-	free(seen);
-}
-
 /*
  * The kernel's paths against each other, for the module's VM benchmark
  * (make bench-vm): under emulation only ratios between kernel paths mean
@@ -273,11 +250,11 @@ void bench_kernel(size_t n)
 
 	printf("\nkernel paths: %zu pages (ns per page; share copied)\n", n);
 	printf("  %-34s %-8s %10s %10s\n", "operation", "backend", "ns/page", "copied");
-	permute(perm, "kmod", n, 1);
-	permute_in_swaps(swaps, "kmod", n);
-	permute(perm, "copy", n, 1);
+	permute(perm, "kmod", n, 1, false);
+	permute(swaps, "kmod", n, 1, true);
+	permute(perm, "copy", n, 1, false);
 	move(whole, "uffd", n, WHOLE);
-	permute(perm, "uffd", n, 1);
+	permute(perm, "uffd", n, 1, false);
 	k = find(perm, "kmod");
 	if (!k) {
 		printf("  kmod: not available here (rewire.ko not loaded)\n");

@@ -632,15 +632,11 @@ static long rw_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 	case REWIRE_IOC_INFO:
 		return copy_to_user(uarg, &info, sizeof(info)) ? -EFAULT : 0;
 	case REWIRE_IOC_ATTACH:
-		if (mutex_lock_killable(&rf->lock))
-			return -EINTR;
-		ret = rw_ioctl_attach(rf, uarg);
-		mutex_unlock(&rf->lock);
-		return ret;
 	case REWIRE_IOC_BATCH:
 		if (mutex_lock_killable(&rf->lock))
 			return -EINTR;
-		ret = rw_ioctl_batch(rf, uarg);
+		ret = cmd == REWIRE_IOC_ATTACH ? rw_ioctl_attach(rf, uarg) :
+						 rw_ioctl_batch(rf, uarg);
 		mutex_unlock(&rf->lock);
 		return ret;
 	default:

@@ -55,15 +55,14 @@ static void to_dev_op(const struct page_op *op, struct rewire_dev_op *d)
 	d->perm = (uintptr_t)op->perm;
 }
 
-/* One ioctl; *done ops applied, *pages PTEs moved, even on error. */
+/* One ioctl; *done ops applied, even on error. */
 static int dev_batch(struct kmod *k, const struct rewire_dev_op *ops, size_t n,
-		     size_t *done, uint64_t *pages)
+		     size_t *done)
 {
 	struct rewire_dev_batch b = { .ops = (uintptr_t)ops, .nops = (__u32)n };
 	int ret = ioctl(k->fd, REWIRE_IOC_BATCH, &b) ? -errno : 0;
 
 	*done = b.done;
-	*pages = b.pages;
 	return ret;
 }
 
@@ -77,13 +76,12 @@ static int kmod_remap(struct rewire_arena *a, char *dst, char *src, size_t n,
 	while (*moved < n) {
 		size_t chunk = n - *moved < k->info.max_pages ? n - *moved : k->info.max_pages;
 		size_t done;
-		uint64_t pages;
 		int ret;
 
 		op.dst = (uintptr_t)(dst + (*moved << a->page_shift));
 		op.src = (uintptr_t)(src + (*moved << a->page_shift));
 		op.npages = chunk;
-		ret = dev_batch(k, &op, 1, &done, &pages);
+		ret = dev_batch(k, &op, 1, &done);
 		if (ret)
 			return ret;
 		*moved += chunk;
@@ -149,7 +147,6 @@ static int kmod_apply(struct rewire_arena *a, const struct page_op *ops,
 	while (res->done < nops) {
 		const struct page_op *rest = ops + res->done;
 		size_t n = fits(k, rest, nops - res->done), done;
-		uint64_t pages;
 
 		if (n == 0) {
 			/* Larger than one call: the planner splits it. */
@@ -160,7 +157,7 @@ static int kmod_apply(struct rewire_arena *a, const struct page_op *ops,
 		}
 		for (size_t i = 0; i < n; i++)
 			to_dev_op(&rest[i], &k->ops[i]);
-		ret = dev_batch(k, k->ops, n, &done, &pages);
+		ret = dev_batch(k, k->ops, n, &done);
 		for (size_t i = 0; i < done; i++)
 			res->remapped += pages_moved(&rest[i]);
 		res->done += done;

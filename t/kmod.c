@@ -132,6 +132,23 @@ static void model_apply(uint64_t *m, const struct rewire_dev_op *op, const char 
 		memcpy(&m[d], tmp, op->npages * sizeof(*m));
 }
 
+/* A random permutation of the n pages at base, in one call; the model
+ * follows when it succeeds. Returns 0 or -errno. */
+static int random_permute(int fd, char *base, size_t n, uint64_t *model)
+{
+	uint64_t perm[4096];
+	struct rewire_dev_op op = op_of(REWIRE_DEV_PERMUTE, base, NULL, n, perm);
+	int ret;
+
+	for (size_t i = 0; i < n; i++)
+		perm[i] = i;
+	shuffle((size_t *)perm, n);
+	ret = batch(fd, &op, 1, NULL);
+	if (!ret)
+		model_apply(model, &op, base);
+	return ret;
+}
+
 static void interface(void)
 {
 	int fd = dev_open(), fd2 = dev_open();
@@ -688,9 +705,8 @@ static void *tlb_reader(void *arg)
 static int tlb_test(int rounds)
 {
 	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-	int nthreads = ncpu > 1 ? (int)ncpu - 1 : 1, fd = dev_open(), errors = 0;
+	int nthreads = ncpu > 1 ? (int)ncpu - 1 : 1, fd = dev_open(), errors = 0, ret;
 	pthread_t th[64];
-	uint64_t perm[TLB_PAGES], tmp[TLB_PAGES];
 	cpu_set_t set;
 
 	CPU_ZERO(&set);
@@ -712,14 +728,9 @@ static int tlb_test(int rounds)
 			for (int t = 1; t <= nthreads; t++)
 				if (((uint64_t *)(tlb_base + i * page_size))[t] != tlb_model[i])
 					errors++;
-		for (size_t i = 0; i < TLB_PAGES; i++)
-			perm[i] = i;
-		shuffle((size_t *)perm, TLB_PAGES);
-		if (one(fd, REWIRE_DEV_PERMUTE, tlb_base, NULL, TLB_PAGES, perm))
-			bail("permute: %s", strerror(errno));
-		for (size_t i = 0; i < TLB_PAGES; i++)
-			tmp[perm[i]] = tlb_model[i];
-		memcpy(tlb_model, tmp, sizeof(tmp));
+		ret = random_permute(fd, tlb_base, TLB_PAGES, tlb_model);
+		if (ret)
+			bail("permute: %s", strerror(-ret));
 	}
 	atomic_store(&tlb_stop, 1);
 	pthread_barrier_wait(&tlb_bar);
@@ -732,7 +743,7 @@ static int tlb_test(int rounds)
 	return atomic_load(&tlb_bad) + errors;
 }
 
-/* Where each page is now, through move_pages(2) with no target. */
+/* move_pages(2) of this process: with nodes NULL, where each page is. */
 static int move_pages_(size_t n, void **pages, const int *nodes, int *status)
 {
 	return (int)syscall(SYS_move_pages, 0, n, pages, nodes, status, MPOL_MF_MOVE);
@@ -745,7 +756,7 @@ static size_t migrate_test(void)
 	enum { N = 128 };
 	int fd = dev_open(), nodes[N], status[N];
 	char *p = map_pages(N, 600, true);
-	uint64_t model[N], perm[N], tmp[N];
+	uint64_t model[N];
 	void *pages[N];
 	size_t failed = 0;
 
@@ -753,22 +764,16 @@ static size_t migrate_test(void)
 		model[i] = 600 + i;
 	attach(fd, p, N * page_size);
 	for (int r = 0; r < 8; r++) {
-		for (size_t i = 0; i < N; i++)
-			perm[i] = i;
-		shuffle((size_t *)perm, N);
-		if (one(fd, REWIRE_DEV_PERMUTE, p, NULL, N, perm))
-			bail("permute: %s", strerror(errno));
-		for (size_t i = 0; i < N; i++)
-			tmp[perm[i]] = model[i];
-		memcpy(model, tmp, sizeof(tmp));
-		if (one(fd, REWIRE_DEV_SWAP, p, p + (N / 2) * page_size, N / 2, NULL))
-			bail("swap: %s", strerror(errno));
-		for (size_t i = 0; i < N / 2; i++) {
-			uint64_t t = model[i];
+		struct rewire_dev_op half = op_of(REWIRE_DEV_SWAP, p, p + (N / 2) * page_size,
+						  N / 2, NULL);
+		int ret = random_permute(fd, p, N, model);
 
-			model[i] = model[i + N / 2];
-			model[i + N / 2] = t;
-		}
+		if (ret)
+			bail("permute: %s", strerror(-ret));
+		ret = batch(fd, &half, 1, NULL);
+		if (ret)
+			bail("swap: %s", strerror(-ret));
+		model_apply(model, &half, p);
 	}
 	for (size_t i = 0; i < N; i++)
 		pages[i] = p + i * page_size;
@@ -814,7 +819,7 @@ static void migrate_race(void)
 {
 	enum { N = 64 };
 	int fd = dev_open(), eagain = 0, done_ops = 0, ret;
-	uint64_t model[N], perm[N], tmp[N];
+	uint64_t model[N];
 	pthread_t th;
 	void *rounds;
 
@@ -824,11 +829,8 @@ static void migrate_race(void)
 	attach(fd, mig_base, N * page_size);
 	pthread_create(&th, NULL, migrator, NULL);
 	for (int r = 0; r < 300; r++) {
-		for (size_t i = 0; i < N; i++)
-			perm[i] = i;
-		shuffle((size_t *)perm, N);
 		usleep(500);	/* let the migrator run between batches */
-		ret = one(fd, REWIRE_DEV_PERMUTE, mig_base, NULL, N, perm);
+		ret = random_permute(fd, mig_base, N, model);
 		if (ret == -EAGAIN) {
 			eagain++;
 			continue;
@@ -836,9 +838,6 @@ static void migrate_race(void)
 		if (ret)
 			bail("permute during migration: %s", strerror(-ret));
 		done_ops++;
-		for (size_t i = 0; i < N; i++)
-			tmp[perm[i]] = model[i];
-		memcpy(model, tmp, sizeof(tmp));
 	}
 	atomic_store(&mig_stop, 1);
 	pthread_join(th, &rounds);

@@ -46,6 +46,16 @@ if [ -z "$kernels" ]; then
 fi
 [ -n "$kernels" ] || skip "no kernel image with headers in /boot (linux-image-amd64, linux-headers-amd64)"
 
+full=${VM_FULL-1}
+
+# Is program $1 among those the VMs run?
+has() {
+	case " $VM_TESTS " in
+	*" $1 "*) return 0 ;;
+	esac
+	return 1
+}
+
 work=$(mktemp -d "${TMPDIR:-/tmp}/rewire-vm.XXXXXX")
 [ -n "${VM_KEEP:-}" ] || trap 'rm -rf "$work"' EXIT
 n=0
@@ -201,22 +211,17 @@ for v in $kernels; do
 	else
 		printf '%s\n' $VM_TESTS >"$list"
 	fi
-	if [ -n "${VM_FULL-1}" ]; then
+	if [ -n "$full" ]; then
 		# auto picks the module when it is loaded, and does without it
-		case " $VM_TESTS " in
-		*" t/basic.t "*) auto=t/basic.t ;;
-		*) auto= ;;
-		esac
-		[ -n "$auto" ] && echo "REWIRE_BACKEND=auto REWIRE_AUTO_EXPECTS=kmod $auto" >>"$list"
+		has t/basic.t && echo "REWIRE_BACKEND=auto REWIRE_AUTO_EXPECTS=kmod t/basic.t" >>"$list"
 		printf '%s\n' "rmmod rewire" "insmod /rewire.ko" "rmmod rewire" >>"$list"
-		[ -n "$auto" ] && echo "REWIRE_BACKEND=auto $auto" >>"$list"
+		has t/basic.t && echo "REWIRE_BACKEND=auto t/basic.t" >>"$list"
 		if [ "$(echo "$v" | awk -F. '{ print ($1 * 100 + $2 >= 608) }')" = 1 ]; then
 			for t in $VM_TESTS; do
 				[ "$t" = t/kmod.t ] || echo "REWIRE_BACKEND=uffd $t" >>"$list"
 			done
 		fi
-		case " $VM_TESTS " in
-		*" t/kmod.t "*)
+		if has t/kmod.t; then
 			# the TLB test with the flush that works under kernel IBT
 			printf '%s\n' "insmod /rewire.ko full_flush=1" \
 				"REWIRE_KMOD_ONLY=tlb t/kmod.t" "rmmod rewire" >>"$list"
@@ -224,19 +229,14 @@ for v in $kernels; do
 				printf '%s\n' "insmod /rewire-test.ko break_for_test=$b" \
 					"REWIRE_KMOD_BROKEN=$b t/kmod.t" "rmmod rewire" >>"$list"
 			done
-			;;
-		esac
+		fi
 	fi
 	boot "$v" "$smp" "$dir" "$list"
 
 	# TLB coherence again with three other vCPUs.
-	case " $VM_TESTS " in
-	*" t/kmod.t "*)
-		if [ -n "${VM_FULL-1}" ]; then
-			echo "REWIRE_KMOD_ONLY=tlb t/kmod.t" >"$dir/tests4"
-			boot "$v" 4 "$dir" "$dir/tests4"
-		fi
-		;;
-	esac
+	if [ -n "$full" ] && has t/kmod.t; then
+		echo "REWIRE_KMOD_ONLY=tlb t/kmod.t" >"$dir/tests4"
+		boot "$v" 4 "$dir" "$dir/tests4"
+	fi
 done
 echo "1..$n"
