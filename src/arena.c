@@ -117,6 +117,35 @@ static int bind_node(char *base, size_t len, int node)
 #endif
 }
 
+/*
+ * Give [p, p + len) the arena's attributes: private to this process, PTE
+ * mappings only, bound to node, locked as pages fault in.
+ */
+static int set_attributes(char *p, size_t len, int node)
+{
+	int ret;
+
+	if (madvise(p, len, MADV_DONTFORK))
+		return -errno;
+	/* Page-table moves need PTE mappings; a kernel without THP says EINVAL. */
+	if (madvise(p, len, MADV_NOHUGEPAGE) && errno != EINVAL)
+		return -errno;
+	ret = bind_node(p, len, node);
+	if (ret)
+		return ret;
+	/* The raw call: glibc turns ENOSYS from mlock2 into EINVAL. */
+	if (syscall(SYS_mlock2, p, len, MLOCK_ONFAULT)) {
+		ret = -errno;
+		/* Without mlock2 (Linux before 4.4, valgrind 3.19), lock the
+		 * range populated, then drop the pages: faults still lock. */
+		if (ret != -ENOSYS)
+			return ret;
+		if (mlock(p, len) || madvise(p, len, MADV_DONTNEED_LOCKED))
+			return -errno;
+	}
+	return 0;
+}
+
 /* Map len bytes that are private to this process and locked as they fault. */
 static int map_locked(size_t len, int node, char **out)
 {
@@ -128,35 +157,29 @@ static int map_locked(size_t len, int node, char **out)
 	 * beyond the address space) means what the kernel's ENOMEM does. */
 	if (p == MAP_FAILED)
 		return errno == EINVAL ? -ENOMEM : -errno;
-	if (madvise(p, len, MADV_DONTFORK)) {
-		ret = -errno;
-		goto fail;
-	}
-	/* Page-table moves need PTE mappings; a kernel without THP says EINVAL. */
-	if (madvise(p, len, MADV_NOHUGEPAGE) && errno != EINVAL) {
-		ret = -errno;
-		goto fail;
-	}
-	ret = bind_node(p, len, node);
-	if (ret)
-		goto fail;
-	/* The raw call: glibc turns ENOSYS from mlock2 into EINVAL. */
-	if (syscall(SYS_mlock2, p, len, MLOCK_ONFAULT)) {
-		ret = -errno;
-		/* Without mlock2 (Linux before 4.4, valgrind 3.19), lock the
-		 * range populated, then drop the pages: faults still lock. */
-		if (ret != -ENOSYS)
-			goto fail;
-		if (mlock(p, len) || madvise(p, len, MADV_DONTNEED_LOCKED)) {
-			ret = -errno;
-			goto fail;
-		}
+	ret = set_attributes(p, len, node);
+	if (ret) {
+		munmap(p, len);
+		return ret;
 	}
 	*out = p;
 	return 0;
-fail:
-	munmap(p, len);
-	return ret;
+}
+
+/*
+ * Replace [start, start + n) of the arena, which must hold no data, by a
+ * fresh mapping of holes: where a failed mremap(2) left the range unmapped,
+ * or to merge the empty mappings that moves left behind into one.
+ */
+int rw_map_holes(struct rewire_arena *a, size_t start, size_t n)
+{
+	size_t len = n << a->page_shift;
+	char *p = mmap(page_addr(a, start), len, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
+
+	if (p == MAP_FAILED)
+		return -errno;
+	return set_attributes(p, len, a->numa_node);
 }
 
 static void free_arena(struct rewire_arena *a, bool unmap)
@@ -202,6 +225,7 @@ int rewire_arena_create(const struct rewire_options *opts,
 	if (a->budget_pages > a->npages)
 		a->budget_pages = a->npages;
 	a->flags = opts->flags;
+	a->numa_node = opts->numa_node;
 	a->fork_gen = __atomic_load_n(&rw_fork_generation, __ATOMIC_RELAXED);
 	len = a->npages << a->page_shift;
 

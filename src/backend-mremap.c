@@ -1,17 +1,19 @@
 /* The mremap backend: mremap(MREMAP_FIXED | MREMAP_DONTUNMAP) moves a run's
  * page tables to the holes at its destination and leaves the source mapped,
- * empty. Every move splits the arena's mapping, so it watches
- * vm.max_map_count. */
+ * empty. Every move splits the arena's mapping, so it counts mappings
+ * against vm.max_map_count before each move and keeps a headroom. */
 #include "config.h"
 
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <unistd.h>
-#include <time.h>
 
+#include "bitmap.h"
+#include "fault.h"
 #include "internal.h"
 
 #ifndef MREMAP_DONTUNMAP
@@ -21,11 +23,24 @@
 #define MLOCK_ONFAULT 0x01
 #endif
 
-/* Mappings left for everything else in the process. */
-#define MAP_HEADROOM 1024
-/* A move splits at most the destination (two new mappings) and leaves a new
- * hole mapping at the source that may split its neighbours: four in all. */
-#define MAPS_PER_MOVE 4
+/*
+ * Mappings left for everything else in the process (rewire(7)). Moving
+ * pages back after a failure may use most of them: the alternative is pages
+ * whose place the arena no longer knows. The tests turn both off.
+ */
+static long map_headroom = 1024, undo_headroom = 64;
+
+void rw_mremap_set_headroom(long maps)
+{
+	map_headroom = maps;
+	undo_headroom = maps < undo_headroom ? maps : undo_headroom;
+}
+/*
+ * A move of a source inside one mapping adds at most four: the source is
+ * split out of its mapping to unlock it (two, merged back when it is locked
+ * again), and the destination's mapping is split around the new one (two).
+ */
+#define MAPS_PER_CALL 4
 
 /*
  * The rest of the process maps too, so the figure is counted again from
@@ -41,6 +56,15 @@ struct mremap_state {
 	int calls;		/* since the last count */
 	double counted_at;
 	double count_cost;	/* ns the last count took */
+	/*
+	 * One bit per arena page: a mapping may start there. A superset of
+	 * the real boundaries, made exact at each count, so a source range
+	 * split at these bits lies in one mapping per piece: mremap(2) then
+	 * moves each piece whole or not at all (a source spanning mappings
+	 * fails with EFAULT before Linux 6.17, after unmapping the
+	 * destination; from 6.17 on it may move part of it and fail).
+	 */
+	uint64_t *starts;
 };
 
 static long read_long(const char *path)
@@ -61,94 +85,173 @@ static long read_long(const char *path)
 	return v;
 }
 
-static long count_maps(void)
+/* Count the process's mappings and note where the arena's begin. */
+static void recount(struct rewire_arena *a, struct mremap_state *m)
 {
+	uintptr_t base = (uintptr_t)a->base, end = base + (a->npages << a->page_shift);
 	FILE *f = fopen("/proc/self/maps", "r");
-	long n = 0;
-	int c;
-
-	if (!f)
-		return -1;
-	while ((c = getc(f)) != EOF)
-		n += c == '\n';
-	fclose(f);
-	return n;
-}
-
-static void recount(struct mremap_state *m)
-{
 	double t = rw_now_ns();
+	char line[512];
+	long n = 0;
+	bool whole = true;
 
-	m->maps = count_maps();
+	if (!f) {
+		m->maps = -1;
+		return;
+	}
+	bits_clear(m->starts, 0, a->npages);
+	while (fgets(line, sizeof(line), f)) {
+		uintptr_t start = (uintptr_t)strtoull(line, NULL, 16);
+
+		/* Lines longer than the buffer continue on the next read. */
+		if (whole) {
+			n++;
+			if (start > base && start < end)
+				bits_set(m->starts, page_index(a, (char *)start), 1);
+		}
+		whole = line[0] && line[strlen(line) - 1] == '\n';
+	}
+	fclose(f);
+	m->maps = n;
 	m->calls = 0;
 	m->counted_at = rw_now_ns();
 	m->count_cost = m->counted_at - t;
 }
 
-/* Is there room for one more move? */
-static bool room_for_move(struct mremap_state *m)
+/* Is there room for calls more moves, keeping the headroom? */
+static bool room(struct rewire_arena *a, size_t calls)
 {
+	struct mremap_state *m = a->backend_data;
+	long headroom = a->undoing ? undo_headroom : map_headroom;
 	double since = rw_now_ns() - m->counted_at;
-	bool room = m->maps + MAPS_PER_MOVE + MAP_HEADROOM <= m->max_maps;
+	bool fits = m->maps >= 0 && calls <= (size_t)m->max_maps &&
+		    m->maps + (long)calls * MAPS_PER_CALL + headroom <= m->max_maps;
 
-	m->calls++;
+	/* Count again when the estimate may be stale, and it matters. */
 	if (since > 10 * m->count_cost &&
-	    (m->calls >= RECOUNT_CALLS || since > RECOUNT_NS || !room)) {
-		recount(m);
-		room = m->maps >= 0 && m->maps + MAPS_PER_MOVE + MAP_HEADROOM <= m->max_maps;
+	    (m->calls >= RECOUNT_CALLS || since > RECOUNT_NS ||
+	     (!fits && (m->calls || since > 1000 * RECOUNT_NS)))) {
+		recount(a, m);
+		fits = m->maps >= 0 && calls <= (size_t)m->max_maps &&
+		       m->maps + (long)calls * MAPS_PER_CALL + headroom <= m->max_maps;
 	}
-	return room;
+	return fits;
 }
 
-/* Recursion halves n each time, so it is at most log2(n) deep. */
-static int mremap_remap(struct rewire_arena *a, char *dst, char *src, size_t n, // NOLINT(misc-no-recursion)
-			size_t *moved)
+static void lock_onfault(char *p, size_t len)
+{
+	syscall(SYS_mlock2, p, len, MLOCK_ONFAULT);
+}
+
+/* Mark where the mappings a move made may begin. */
+static void note_bounds(struct rewire_arena *a, size_t i, size_t n)
+{
+	struct mremap_state *m = a->backend_data;
+
+	bits_set(m->starts, i, 1);
+	if (i + n < a->npages)
+		bits_set(m->starts, i + n, 1);
+}
+
+/*
+ * Move n pages of one mapping. mremap(2) moves a whole mapping or nothing,
+ * but with MREMAP_FIXED it may unmap the destination before it fails: then
+ * the destination, holes by contract, is mapped again.
+ */
+static int move_piece(struct rewire_arena *a, char *dst, char *src, size_t n)
 {
 	struct mremap_state *m = a->backend_data;
 	size_t len = n << a->page_shift;
+	int ret;
 
-	*moved = 0;
-	/* Out of mappings: refuse, and the planner copies instead. */
-	if (!room_for_move(m))
+	if (!room(a, 1))
 		return -ENOSPC;
-	/*
-	 * DONTUNMAP keeps the source mapped, so no other thread's mmap can
-	 * land in the arena between the move and the source becoming holes.
-	 */
 	/*
 	 * DONTUNMAP clears VM_LOCKED on what it leaves behind without taking
 	 * it off the locked-memory count, so unlock the source first and
 	 * lock both sides again afterwards: the count stays exact.
 	 */
-	munlock(src, len);
-	if (mremap(src, len, len, MREMAP_MAYMOVE | MREMAP_FIXED | MREMAP_DONTUNMAP,
-		   dst) == MAP_FAILED) {
-		int err = errno;
-
-		syscall(SYS_mlock2, src, len, MLOCK_ONFAULT);
-		errno = err;
-		size_t half = n / 2, first;
-		int ret;
-
-		/* Earlier moves split the source into several mappings, and
-		 * mremap takes one at a time: move the halves separately. */
-		if (n == 1 || (errno != EFAULT && errno != EINVAL))
-			return -errno;
-		ret = mremap_remap(a, dst, src, half, &first);
-		*moved = first;
-		if (ret)
-			return ret;
-		ret = mremap_remap(a, dst + (half << a->page_shift),
-				   src + (half << a->page_shift), n - half, &first);
-		*moved += first;
+	if (munlock(src, len)) {
+		ret = -errno;
+		lock_onfault(src, len);
 		return ret;
 	}
-	m->maps += MAPS_PER_MOVE;
-	*moved = n;
-	/* Neither can fail for the limit: both ranges were locked before. */
-	syscall(SYS_mlock2, dst, len, MLOCK_ONFAULT);
-	syscall(SYS_mlock2, src, len, MLOCK_ONFAULT);
+	m->maps += MAPS_PER_CALL;
+	m->calls++;
+	note_bounds(a, page_index(a, src), n);
+	/* DONTUNMAP keeps the source mapped, so no other thread's mmap can
+	 * land in the arena between the move and the source becoming holes. */
+	if (mremap(src, len, len, MREMAP_MAYMOVE | MREMAP_FIXED | MREMAP_DONTUNMAP,
+		   dst) == MAP_FAILED) {
+		ret = -errno;
+		lock_onfault(src, len);
+		/* msync says ENOMEM where part of a range is unmapped. */
+		if (msync(dst, len, MS_ASYNC) && errno == ENOMEM) {
+			note_bounds(a, page_index(a, dst), n);
+			if (rw_map_holes(a, page_index(a, dst), n))
+				return -EIO;
+		}
+		return ret;
+	}
+	note_bounds(a, page_index(a, dst), n);
+	/* Neither can fail for the limits: both ranges were locked before,
+	 * and each is now exactly one mapping, so nothing splits. */
+	lock_onfault(dst, len);
+	lock_onfault(src, len);
 	return 0;
+}
+
+static int mremap_remap(struct rewire_arena *a, char *dst, char *src, size_t n,
+			size_t *moved)
+{
+	struct mremap_state *m = a->backend_data;
+	size_t s = page_index(a, src), end = s + n;
+	bool recounted = false;
+
+	*moved = 0;
+	while (*moved < n) {
+		size_t piece = bits_find(m->starts, s + *moved + 1, end, true) - (s + *moved);
+		size_t off = *moved << a->page_shift;
+		int ret = move_piece(a, dst + off, src + off, piece);
+
+		/* A source in several mappings: something else split the arena
+		 * (mprotect, say). Learn the boundaries once, and go on. */
+		if (ret == -EFAULT && piece > 1 && !recounted) {
+			recount(a, m);
+			recounted = true;
+			continue;
+		}
+		if (ret)
+			return ret;
+		*moved += piece;
+	}
+	return 0;
+}
+
+static size_t mremap_calls(const struct rewire_arena *a, const char *src, size_t n)
+{
+	const struct mremap_state *m = a->backend_data;
+	size_t s = page_index(a, src);
+
+	return 1 + (n > 1 ? bits_count(m->starts, s + 1, n - 1) : 0);
+}
+
+/* The empty mappings staged pages left in free holes become one again. */
+static void mremap_tidy(struct rewire_arena *a, char *p, size_t n)
+{
+	struct mremap_state *m = a->backend_data;
+	size_t i = page_index(a, p);
+
+	if (mremap_calls(a, p, n) < 2 || !room(a, 1))
+		return;
+	note_bounds(a, i, n);
+	if (!rw_map_holes(a, i, n) && n > 1)
+		bits_clear(m->starts, i + 1, n - 1);
+}
+
+static bool mremap_room_for(struct rewire_arena *a, size_t calls)
+{
+	return room(a, calls);
 }
 
 /*
@@ -178,10 +281,15 @@ static int mremap_init(struct rewire_arena *a)
 	m = calloc(1, sizeof(*m));
 	if (!m)
 		return -ENOMEM;
+	m->starts = calloc(bitmap_words(a->npages), sizeof(uint64_t));
+	if (!m->starts) {
+		free(m);
+		return -ENOMEM;
+	}
 	m->max_maps = read_long("/proc/sys/vm/max_map_count");
 	if (m->max_maps < 0)
 		m->max_maps = 65530;
-	recount(m);
+	recount(a, m);
 	rw_copy_costs(&a->costs);
 	/* Measured on 6.18: 5.3 to 8.3 us per call, VMA splits included. */
 	a->costs.remap_call = 6000;
@@ -192,7 +300,12 @@ static int mremap_init(struct rewire_arena *a)
 
 static void mremap_fini(struct rewire_arena *a)
 {
-	free(a->backend_data);
+	struct mremap_state *m = a->backend_data;
+
+	if (!m)
+		return;
+	free(m->starts);
+	free(m);
 	a->backend_data = NULL;
 }
 
@@ -202,4 +315,7 @@ const struct backend rw_backend_mremap = {
 	.fini = mremap_fini,
 	.remap = mremap_remap,
 	.apply = NULL,
+	.remap_calls = mremap_calls,
+	.room_for = mremap_room_for,
+	.tidy = mremap_tidy,
 };

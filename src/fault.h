@@ -8,5 +8,8 @@
 void rw_fault_inject(int err, long nth, long count);
 long rw_fault_fired(void);
 int rw_fault_armed(void);
+/* The mremap backend's headroom of mappings, normally 1024 (64 to undo);
+ * below zero, moves go on until the kernel refuses them. */
+void rw_mremap_set_headroom(long maps);
 
 #endif

@@ -52,6 +52,18 @@ struct backend {
 		     size_t *moved);
 	int (*apply)(struct rewire_arena *a, const struct page_op *ops,
 		     size_t nops, struct apply_result *res);
+	/*
+	 * For backends with a limited resource (mremap: vm.max_map_count).
+	 * remap_calls: how many calls of remap() moving [src, src + n) takes.
+	 * room_for: whether that many calls fit, keeping the backend's
+	 * headroom; the planner asks before an operation starts and copies
+	 * instead when the answer is no. tidy: the free holes [p, p + n) that
+	 * staged pages passed through may be made one mapping again. Each may
+	 * be NULL: one call, always room, nothing to tidy.
+	 */
+	size_t (*remap_calls)(const struct rewire_arena *a, const char *src, size_t n);
+	bool (*room_for)(struct rewire_arena *a, size_t calls);
+	void (*tidy)(struct rewire_arena *a, char *p, size_t n);
 };
 
 extern const struct backend rw_backend_kmod;
@@ -67,6 +79,7 @@ struct rewire_arena {
 	unsigned int page_shift;
 	size_t budget_pages;
 	unsigned int flags;
+	int numa_node;
 	unsigned long fork_gen;	/* rw_fork_generation when created */
 
 	/* One bit per page. */
@@ -81,6 +94,7 @@ struct rewire_arena {
 	const struct backend *backend;
 	void *backend_data;
 	bool plan;		/* choose per operation between remap and copy */
+	bool undoing;		/* moving pages back after a failure */
 	struct costs costs;
 
 	uint64_t batches, ops, pages_remapped, pages_copied;
@@ -108,6 +122,7 @@ int rw_pages_populate(struct rewire_arena *a, size_t start, size_t n);
 int rw_pages_discard(struct rewire_arena *a, size_t start, size_t n);
 void rw_discard_hole_pages(struct rewire_arena *a, size_t start, size_t n);
 int rw_make_room(struct rewire_arena *a, size_t start, size_t n);
+int rw_map_holes(struct rewire_arena *a, size_t start, size_t n);
 
 void rw_copy_costs(struct costs *c);
 

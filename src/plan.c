@@ -187,11 +187,13 @@ static int run_steps(struct rewire_arena *a, const struct step *s, size_t nsteps
 	}
 	if (!ret)
 		return 0;
+	a->undoing = true;
 	if (move_run(a, s[i].src, s[i].dst, moved, res, &back, true))
-		return -EIO;
-	while (i-- > 0)
+		ret = -EIO;
+	while (ret != -EIO && i-- > 0)
 		if (move_run(a, s[i].src, s[i].dst, s[i].n, res, &back, true))
-			return -EIO;
+			ret = -EIO;
+	a->undoing = false;
 	return ret;
 }
 
@@ -223,11 +225,23 @@ static char *staging_area(struct rewire_arena *a, size_t n)
 	return start == a->npages ? NULL : page_addr(a, start);
 }
 
-static bool remap_is_cheaper(const struct rewire_arena *a, double remap_ns, double copy_ns)
+/* Backend calls that moving [src, src + n) by page tables takes. */
+static size_t calls_for(const struct rewire_arena *a, const char *src, size_t n)
 {
-	if (!a->backend->remap)
+	return a->backend->remap_calls ? a->backend->remap_calls(a, src, n) : 1;
+}
+
+/*
+ * Remap when the backend can and, under auto, when it is cheaper; and only
+ * when the backend has room for every call the operation will make, counted
+ * before it starts, so that it never runs out halfway (rewire(7)).
+ */
+static bool remap_is_cheaper(struct rewire_arena *a, size_t calls, double remap_ns,
+			     double copy_ns)
+{
+	if (!a->backend->remap || (a->plan && remap_ns >= copy_ns))
 		return false;
-	return !a->plan || remap_ns < copy_ns;
+	return !a->backend->room_for || a->backend->room_for(a, calls);
 }
 
 static int do_move(struct rewire_arena *a, const struct page_op *op,
@@ -236,9 +250,10 @@ static int do_move(struct rewire_arena *a, const struct page_op *op,
 	const struct costs *c = &a->costs;
 	struct step s = { op->dst, op->src, op->npages };
 	struct apply_result before = *res;
+	size_t calls = calls_for(a, op->src, op->npages);
 	int ret;
 
-	if (remap_is_cheaper(a, c->remap_call + op->npages * c->remap_per_page,
+	if (remap_is_cheaper(a, calls, calls * c->remap_call + op->npages * c->remap_per_page,
 			     c->copy_call + op->npages * c->copy_per_page))
 		return counted(res, &before, run_steps(a, &s, 1, res), op->npages);
 	ret = copy_move(a, op->dst, op->src, op->npages, false);
@@ -254,15 +269,19 @@ static int do_swap(struct rewire_arena *a, const struct page_op *op,
 	const struct costs *c = &a->costs;
 	size_t n = op->npages;
 	struct apply_result before = *res;
+	size_t calls = 2 * calls_for(a, op->dst, n) + calls_for(a, op->src, n);
 	char *stage;
 
-	if (remap_is_cheaper(a, 3 * (c->remap_call + n * c->remap_per_page),
+	if (remap_is_cheaper(a, calls, calls * c->remap_call + 3 * n * c->remap_per_page,
 			     3 * n * c->copy_page) &&
 	    (stage = staging_area(a, n))) {
 		struct step s[3] = { { stage, op->dst, n }, { op->dst, op->src, n },
 				     { op->src, stage, n } };
+		int ret = run_steps(a, s, 3, res);
 
-		return counted(res, &before, run_steps(a, s, 3, res), 2 * n);
+		if (ret != -EIO && a->backend->tidy)
+			a->backend->tidy(a, stage, n);
+		return counted(res, &before, ret, 2 * n);
 	}
 	copy_swap(a, op->dst, op->src, n);
 	res->copied += 2 * n;
@@ -369,6 +388,7 @@ static int do_permute(struct rewire_arena *a, const struct page_op *op,
 {
 	const struct costs *c = &a->costs;
 	size_t n = op->npages, nruns, cycles, k = 0, max_run = 0, ps = a->page_size;
+	size_t calls = 0, max_calls = 0, stage_len;
 	struct apply_result before = *res;
 	struct run *r = NULL;
 	size_t *from = NULL;
@@ -385,18 +405,29 @@ static int do_permute(struct rewire_arena *a, const struct page_op *op,
 	if (!r || !from)
 		goto copy;
 	nruns = find_runs(op->perm, n, r);
-	for (size_t i = 0; i < nruns; i++) {
-		max_run = r[i].n > max_run ? r[i].n : max_run;
-		moved += r[i].src != r[i].dst ? r[i].n : 0;
-	}
 	cycles = run_cycles(r, nruns, n, from);
+	for (size_t i = 0; i < nruns; i++) {
+		size_t ci = calls_for(a, op->dst + r[i].src * ps, r[i].n);
+
+		max_run = r[i].n > max_run ? r[i].n : max_run;
+		max_calls = ci > max_calls ? ci : max_calls;
+		moved += r[i].src != r[i].dst ? r[i].n : 0;
+		/* Staged, every run moves; through cycles, those that move. */
+		calls += cycles == SIZE_MAX || r[i].src != r[i].dst ? ci : 0;
+	}
+	/*
+	 * Through cycles, each cycle also goes through the staging slot and
+	 * out again; staged, the stage goes back in as many pieces as came in.
+	 */
+	calls += cycles != SIZE_MAX ? cycles * max_calls : calls;
 	if (cycles != SIZE_MAX)
-		remap_ns = (double)(nruns + cycles) * c->remap_call + (double)(moved + cycles * max_run) * c->remap_per_page;
+		remap_ns = (double)calls * c->remap_call + (double)(moved + cycles * max_run) * c->remap_per_page;
 	else
-		remap_ns = (double)(nruns + 1) * c->remap_call + 2.0 * n * c->remap_per_page;
-	if (!remap_is_cheaper(a, remap_ns, n * c->copy_page))
+		remap_ns = (double)calls * c->remap_call + 2.0 * n * c->remap_per_page;
+	if (!remap_is_cheaper(a, calls, remap_ns, n * c->copy_page))
 		goto copy;
-	stage = staging_area(a, cycles != SIZE_MAX ? max_run : n);
+	stage_len = cycles != SIZE_MAX ? max_run : n;
+	stage = staging_area(a, stage_len);
 	s = malloc((2 * nruns + 1) * sizeof(*s));
 	if (!stage || !s)
 		goto copy;
@@ -409,7 +440,10 @@ static int do_permute(struct rewire_arena *a, const struct page_op *op,
 	}
 	if (!k && moved)
 		goto copy;
-	ret = counted(res, &before, run_steps(a, s, k, res), moved);
+	ret = run_steps(a, s, k, res);
+	if (ret != -EIO && a->backend->tidy)
+		a->backend->tidy(a, stage, stage_len);
+	ret = counted(res, &before, ret, moved);
 	goto out;
 copy:
 	ret = copy_permute(a, op->dst, op->perm, n, &res->copied);
