@@ -185,10 +185,10 @@ int rewire_free(struct rewire_arena *a, void *p)
 
 	if (!a)
 		return -EINVAL;
-	if (!p)
-		return 0;
 	if (arena_forked(a))
 		return -EFAULT;
+	if (!p)
+		return 0;
 	pthread_mutex_lock(&a->lock);
 	ret = run_at(a, p, &start, &n);
 	if (!ret) {

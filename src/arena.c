@@ -189,9 +189,8 @@ static void free_arena(struct rewire_arena *a, bool unmap)
 	if (unmap) {
 		if (a->base)
 			munmap(a->base, a->npages << a->page_shift);
-		if (a->scratch)
-			munmap(a->scratch, a->page_size);
 	}
+	free(a->scratch);
 	free(a->live);
 	free(a->head);
 	free(a->backed);
@@ -226,6 +225,8 @@ int rewire_arena_create(const struct rewire_options *opts,
 		a->budget_pages = a->npages;
 	a->flags = opts->flags;
 	a->numa_node = opts->numa_node;
+	for (int k = 0; k < SIZE_CLASSES; k++)
+		a->correction[0][k] = a->correction[1][k] = 1;
 	a->fork_gen = __atomic_load_n(&rw_fork_generation, __ATOMIC_RELAXED);
 	len = a->npages << a->page_shift;
 
@@ -234,10 +235,16 @@ int rewire_arena_create(const struct rewire_options *opts,
 	ret = map_locked(len, opts->numa_node, &a->base);
 	if (ret)
 		goto fail;
-	ret = map_locked(page_size, -1, &a->scratch);
-	if (ret)
+	/*
+	 * The scratch page is ordinary memory, not locked: only the reserve
+	 * counts against RLIMIT_MEMLOCK. It is touched now so that copying
+	 * through it does not start with a fault.
+	 */
+	a->scratch = aligned_alloc(page_size, page_size);
+	if (!a->scratch) {
+		ret = -ENOMEM;
 		goto fail;
-	/* The scratch page is touched now so copying never faults. */
+	}
 	memset(a->scratch, 0, page_size);
 	words = bitmap_words(a->npages);
 	a->live = calloc(words, sizeof(uint64_t));

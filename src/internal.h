@@ -19,6 +19,8 @@ struct page_op {
 	const size_t *perm;	/* REWIRE_OP_PERMUTE only */
 };
 
+#define SIZE_CLASSES 32
+
 /* What a backend reports back from one call. */
 struct apply_result {
 	size_t done;		/* operations fully applied */
@@ -90,12 +92,15 @@ struct rewire_arena {
 	size_t nbacked;
 	size_t first_free;	/* no free page below this index */
 
-	char *scratch;		/* one mlocked page for copying */
+	char *scratch;		/* one page for copying, not locked */
 	const struct backend *backend;
 	void *backend_data;
 	bool plan;		/* choose per operation between remap and copy */
 	bool undoing;		/* moving pages back after a failure */
 	struct costs costs;
+	/* Measured over modelled cost, copying [0] and remapping [1], by
+	 * log2 of the operation's pages; the planner learns these as it goes. */
+	double correction[2][SIZE_CLASSES];
 
 	uint64_t batches, ops, pages_remapped, pages_copied;
 };

@@ -78,6 +78,12 @@ static int copy_move(struct rewire_arena *a, char *dst, char *src, size_t n, boo
 	return 0;
 }
 
+/* The scratch page is not locked: leave none of the arena's data there. */
+static void clear_scratch(struct rewire_arena *a)
+{
+	memset(a->scratch, 0, a->page_size);
+}
+
 static void copy_swap(struct rewire_arena *a, char *x, char *y, size_t n)
 {
 	for (size_t i = 0; i < n << a->page_shift; i += a->page_size) {
@@ -85,6 +91,7 @@ static void copy_swap(struct rewire_arena *a, char *x, char *y, size_t n)
 		memcpy(x + i, y + i, a->page_size);
 		memcpy(y + i, a->scratch, a->page_size);
 	}
+	clear_scratch(a);
 }
 
 /* Walk each cycle backwards: position p receives the page that goes to p,
@@ -116,6 +123,7 @@ static int copy_permute(struct rewire_arena *a, char *base, const size_t *perm,
 		from[pos] = SIZE_MAX;
 		++*moved;
 	}
+	clear_scratch(a);
 	free(from);
 	return 0;
 }
@@ -232,16 +240,59 @@ static size_t calls_for(const struct rewire_arena *a, const char *src, size_t n)
 }
 
 /*
- * Remap when the backend can and, under auto, when it is cheaper; and only
- * when the backend has room for every call the operation will make, counted
- * before it starts, so that it never runs out halfway (rewire(7)).
+ * memcpy of a page among n: the calibration copies within the caches, and
+ * larger working sets cost more, about 0.75x the cached figure more for
+ * each doubling past 1 MiB (x86-64, measured from 1 MiB to 512 MiB).
  */
-static bool remap_is_cheaper(struct rewire_arena *a, size_t calls, double remap_ns,
-			     double copy_ns)
+static double copy_page_cost(const struct rewire_arena *a, size_t n)
 {
-	if (!a->backend->remap || (a->plan && remap_ns >= copy_ns))
+	double f = 1;
+
+	for (size_t mib = (n << a->page_shift) >> 20; mib > 1; mib >>= 1)
+		f += 0.75;
+	return f * a->costs.copy_page;
+}
+
+static unsigned int size_class(size_t n)
+{
+	unsigned int k = 0;
+
+	while (n >>= 1)
+		k++;
+	return k < SIZE_CLASSES ? k : SIZE_CLASSES - 1;
+}
+
+/*
+ * Remap when the backend can and, under auto, when the model says it is
+ * cheaper, each side corrected by what operations of this size really cost
+ * before; and only when the backend has room for every call the operation
+ * will make, counted before it starts, so it never runs out halfway.
+ */
+static bool choose_remap(struct rewire_arena *a, size_t calls, size_t n, double remap_ns,
+			 double copy_ns)
+{
+	unsigned int k = size_class(n);
+
+	if (!a->backend->remap)
+		return false;
+	if (a->plan && remap_ns * a->correction[1][k] >= copy_ns * a->correction[0][k])
 		return false;
 	return !a->backend->room_for || a->backend->room_for(a, calls);
+}
+
+/*
+ * Re-check the model against the clock: how long the operation took,
+ * against what the model said, becomes half of the correction for this
+ * way and size. Operations too short to time well teach nothing.
+ */
+static void learn(struct rewire_arena *a, bool remap, size_t n, double model_ns, double t0)
+{
+	double took = rw_now_ns() - t0, *f = &a->correction[remap][size_class(n)];
+
+	if (!a->plan || took < 20000 || model_ns <= 0)
+		return;
+	took /= model_ns;
+	*f = (*f + (took < 0.05 ? 0.05 : took > 50 ? 50 : took)) / 2;
 }
 
 static int do_move(struct rewire_arena *a, const struct page_op *op,
@@ -250,15 +301,20 @@ static int do_move(struct rewire_arena *a, const struct page_op *op,
 	const struct costs *c = &a->costs;
 	struct step s = { op->dst, op->src, op->npages };
 	struct apply_result before = *res;
-	size_t calls = calls_for(a, op->src, op->npages);
+	size_t n = op->npages, calls = calls_for(a, op->src, n);
+	double remap_ns = calls * c->remap_call + n * c->remap_per_page;
+	double copy_ns = c->copy_call + n * c->copy_per_page, t0 = rw_now_ns();
 	int ret;
 
-	if (remap_is_cheaper(a, calls, calls * c->remap_call + op->npages * c->remap_per_page,
-			     c->copy_call + op->npages * c->copy_per_page))
-		return counted(res, &before, run_steps(a, &s, 1, res), op->npages);
-	ret = copy_move(a, op->dst, op->src, op->npages, false);
+	if (choose_remap(a, calls, n, remap_ns, copy_ns)) {
+		ret = counted(res, &before, run_steps(a, &s, 1, res), n);
+		learn(a, true, n, remap_ns, t0);
+		return ret;
+	}
+	ret = copy_move(a, op->dst, op->src, n, false);
 	if (!ret)
-		res->copied += op->npages;
+		res->copied += n;
+	learn(a, false, n, copy_ns, t0);
 	return ret;
 }
 
@@ -270,21 +326,23 @@ static int do_swap(struct rewire_arena *a, const struct page_op *op,
 	size_t n = op->npages;
 	struct apply_result before = *res;
 	size_t calls = 2 * calls_for(a, op->dst, n) + calls_for(a, op->src, n);
+	double remap_ns = calls * c->remap_call + 3 * n * c->remap_per_page;
+	double copy_ns = 3 * n * copy_page_cost(a, 2 * n), t0 = rw_now_ns();
 	char *stage;
 
-	if (remap_is_cheaper(a, calls, calls * c->remap_call + 3 * n * c->remap_per_page,
-			     3 * n * c->copy_page) &&
-	    (stage = staging_area(a, n))) {
+	if (choose_remap(a, calls, n, remap_ns, copy_ns) && (stage = staging_area(a, n))) {
 		struct step s[3] = { { stage, op->dst, n }, { op->dst, op->src, n },
 				     { op->src, stage, n } };
 		int ret = run_steps(a, s, 3, res);
 
 		if (ret != -EIO && a->backend->tidy)
 			a->backend->tidy(a, stage, n);
+		learn(a, true, n, remap_ns, t0);
 		return counted(res, &before, ret, 2 * n);
 	}
 	copy_swap(a, op->dst, op->src, n);
 	res->copied += 2 * n;
+	learn(a, false, n, copy_ns, t0);
 	return 0;
 }
 
@@ -393,7 +451,7 @@ static int do_permute(struct rewire_arena *a, const struct page_op *op,
 	struct run *r = NULL;
 	size_t *from = NULL;
 	struct step *s = NULL;
-	double remap_ns;
+	double remap_ns, copy_ns = 0, t0;
 	uint64_t moved = 0;
 	char *stage;
 	int ret = -ENOMEM;
@@ -424,7 +482,8 @@ static int do_permute(struct rewire_arena *a, const struct page_op *op,
 		remap_ns = (double)calls * c->remap_call + (double)(moved + cycles * max_run) * c->remap_per_page;
 	else
 		remap_ns = (double)calls * c->remap_call + 2.0 * n * c->remap_per_page;
-	if (!remap_is_cheaper(a, calls, remap_ns, n * c->copy_page))
+	copy_ns = n * copy_page_cost(a, n);
+	if (!choose_remap(a, calls, n, remap_ns, copy_ns))
 		goto copy;
 	stage_len = cycles != SIZE_MAX ? max_run : n;
 	stage = staging_area(a, stage_len);
@@ -440,13 +499,18 @@ static int do_permute(struct rewire_arena *a, const struct page_op *op,
 	}
 	if (!k && moved)
 		goto copy;
+	t0 = rw_now_ns();
 	ret = run_steps(a, s, k, res);
 	if (ret != -EIO && a->backend->tidy)
 		a->backend->tidy(a, stage, stage_len);
+	learn(a, true, n, remap_ns, t0);
 	ret = counted(res, &before, ret, moved);
 	goto out;
 copy:
+	t0 = rw_now_ns();
 	ret = copy_permute(a, op->dst, op->perm, n, &res->copied);
+	if (copy_ns > 0)
+		learn(a, false, n, copy_ns, t0);
 out:
 	free(r);
 	free(from);

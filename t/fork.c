@@ -23,7 +23,7 @@ static const char *const child_checks[] = {
 	"child: reading arena memory raises SIGSEGV",
 	"child: alloc fails with EFAULT",
 	"child: move fails with -EFAULT",
-	"child: free fails with -EFAULT",
+	"child: free fails with -EFAULT, also given NULL",
 	"child: stats fail with -EFAULT",
 	"child: destroy of the inherited arena is safe",
 	"child: backend_name fails with EFAULT",
@@ -48,7 +48,7 @@ static int child(struct rewire_arena *a, char *p)
 		failed |= 1 << 2;
 	if (rewire_move(a, p + 8 * page_size, p, page_size) != -EFAULT)
 		failed |= 1 << 3;
-	if (rewire_free(a, p) != -EFAULT)
+	if (rewire_free(a, p) != -EFAULT || rewire_free(a, NULL) != -EFAULT)
 		failed |= 1 << 4;
 	if (rewire_arena_stats(a, &st) != -EFAULT)
 		failed |= 1 << 5;

@@ -109,10 +109,9 @@ static bool intact(const struct arena *t)
 		diag("%zu bytes locked, %zu backed", st.locked, st.backed);
 		return false;
 	}
-	/* The whole reserve counts as locked (it is locked on fault), and
-	 * so does the arena's scratch page. */
+	/* The whole reserve counts as locked (it is locked on fault). */
 	kb = vm_locked_kb() - t->locked_kb;
-	if (maps_are_ours() && kb != (long)((3 * t->n + 1) * page_size / 1024)) {
+	if (maps_are_ours() && kb != (long)(3 * t->n * page_size / 1024)) {
 		diag("VmLck grew by %ld kB for a reserve of %zu pages", kb, 3 * t->n);
 		return false;
 	}
