@@ -10,6 +10,7 @@
 size_t ps;
 int reps = 3;
 bool quick = true;
+bool bench_failed;
 FILE *csv_file;
 
 double now_ns(void)

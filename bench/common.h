@@ -11,6 +11,8 @@
 extern size_t ps;		/* page size */
 extern int reps;		/* runs per measurement; medians are printed */
 extern bool quick;
+/* Set when an operation fails or data comes out wrong: the exit status. */
+extern bool bench_failed;
 
 double now_ns(void);
 double median(double *v, int n);

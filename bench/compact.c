@@ -159,6 +159,7 @@ void bench_compaction(size_t n)
 	}
 	progress_done();
 	copy = median(t, reps);
+	bench_failed |= !all_ok;
 	printf("  %-22s %12.1f %12.2f %s\n", "memmove", copy, 1.0, all_ok ? "" : "WRONG DATA");
 	record("compaction", "memmove", "ns_per_page", copy);
 	for (int b = 0; b < 4; b++) {
@@ -177,6 +178,7 @@ void bench_compaction(size_t n)
 			continue;
 		}
 		x = median(t, reps);
+		bench_failed |= !all_ok;
 		snprintf(name, sizeof(name), "rewire (%s)", backends[b]);
 		printf("  %-22s %12.1f %12.2f %s\n", name, x, copy / x, all_ok ? "" : "WRONG DATA");
 		record("compaction", name, "ns_per_page", x);

@@ -179,5 +179,7 @@ int main(int argc, char **argv)
 	}
 	if (csv_file)
 		fclose(csv_file);
-	return 0;
+	if (bench_failed)
+		fprintf(stderr, "rewire-bench: an operation failed or left wrong data (see above)\n");
+	return bench_failed ? 1 : 0;
 }

@@ -282,13 +282,17 @@ static int move_run(struct rewire_arena *a, size_t from, size_t to, size_t n)
 		    bits_find(a->backed, i, end, true) < end)
 			continue;
 		ret = rw_ops_apply(a, ops, nops, &done);
-		if (ret == -EIO)
-			return ret;
 		if (ret) {
-			/* The page states now say exactly what moved. If a page
-			 * cannot go back, keep both ranges: nothing is dropped. */
-			if (move_back(a, from, to, n))
+			/*
+			 * The page states now say exactly what moved. If a page
+			 * cannot go back, keep both ranges, the new one a run of
+			 * its own (not part of the run before it): nothing is
+			 * dropped, nothing reused.
+			 */
+			if (ret == -EIO || move_back(a, from, to, n)) {
+				bits_set(a->head, to, 1);
 				return -EIO;
+			}
 			mark_free(a, to, n);
 			return ret;
 		}

@@ -451,13 +451,23 @@ static int do_permute(struct rewire_arena *a, const struct page_op *op,
 	struct run *r = NULL;
 	size_t *from = NULL;
 	struct step *s = NULL;
-	double remap_ns, copy_ns = 0, t0;
+	double remap_ns, copy_ns, t0;
 	uint64_t moved = 0;
 	char *stage;
 	int ret = -ENOMEM;
 
 	if (!a->backend->remap)
 		return copy_permute(a, op->dst, op->perm, n, &res->copied);
+	/*
+	 * Every run is at least one call: where that alone costs more than
+	 * copying (a random permutation), copy without analysing further.
+	 */
+	copy_ns = n * copy_page_cost(a, n);
+	nruns = 1;
+	for (size_t i = 1; i < n; i++)
+		nruns += op->perm[i] != op->perm[i - 1] + 1;
+	if (!choose_remap(a, 0, n, (double)nruns * c->remap_call, copy_ns))
+		goto copy;
 	r = malloc(n * sizeof(*r));
 	from = malloc(n * sizeof(*from));
 	if (!r || !from)
@@ -482,7 +492,6 @@ static int do_permute(struct rewire_arena *a, const struct page_op *op,
 		remap_ns = (double)calls * c->remap_call + (double)(moved + cycles * max_run) * c->remap_per_page;
 	else
 		remap_ns = (double)calls * c->remap_call + 2.0 * n * c->remap_per_page;
-	copy_ns = n * copy_page_cost(a, n);
 	if (!choose_remap(a, calls, n, remap_ns, copy_ns))
 		goto copy;
 	stage_len = cycles != SIZE_MAX ? max_run : n;
@@ -509,8 +518,7 @@ static int do_permute(struct rewire_arena *a, const struct page_op *op,
 copy:
 	t0 = rw_now_ns();
 	ret = copy_permute(a, op->dst, op->perm, n, &res->copied);
-	if (copy_ns > 0)
-		learn(a, false, n, copy_ns, t0);
+	learn(a, false, n, copy_ns, t0);
 out:
 	free(r);
 	free(from);
