@@ -39,6 +39,7 @@ void bench_kernel(size_t npages);
 void bench_growth(size_t max_bytes);
 void bench_churn(long ops);
 void bench_compaction(size_t npages);
+void bench_threads(void);
 
 /* Data for --plot, filled by the sections. */
 struct curve {

@@ -17,7 +17,7 @@ static void usage(FILE *f)
 {
 	fprintf(f, "usage: rewire-bench [--quick | --full] [--size BYTES] [--pages N] [--ops N]\n"
 		   "                    [--reps R] [--only SECTIONS] [--csv FILE] [--plot FILE.png]\n"
-		   "sections: growth, churn, compaction, moves\n");
+		   "sections: growth, churn, compaction, moves, threads\n");
 }
 
 static bool wanted(const char *only, const char *section)
@@ -169,6 +169,8 @@ int main(int argc, char **argv)
 		bench_compaction(pages);
 	if (wanted(only, "moves"))
 		bench_moves(pages);
+	if (wanted(only, "threads"))
+		bench_threads();
 	/* Not by default: it compares kernel paths, for make bench-vm. */
 	if (only && wanted(only, "kernel"))
 		bench_kernel(pages);

@@ -10,43 +10,73 @@
 
 #define ALLOC_FLAGS (REWIRE_ALLOC_ZERO | REWIRE_ALLOC_HOLES)
 
-/* Lowest index of n free pages at or after from, or npages. */
+/*
+ * Locking (doc/threads.md): a->lock is held to find free pages and claim
+ * them, and to record what became of them; the system calls in between run
+ * without it, on pages marked busy, which every other call skips or refuses.
+ */
+static void lock(struct rewire_arena *a)
+{
+	pthread_mutex_lock(&a->lock);
+}
+
+static void unlock(struct rewire_arena *a)
+{
+	pthread_mutex_unlock(&a->lock);
+}
+
+/* Lowest index of n pages free and unclaimed, or npages. Lock held. */
 size_t rw_find_free(const struct rewire_arena *a, size_t n)
 {
 	size_t i = a->first_free, end = a->npages;
 
-	while (n <= end && (i = bits_find(a->live, i, end - n + 1, false)) <= end - n) {
-		size_t j = bits_find(a->live, i, i + n, true);
+	while (n <= end && (i = bits_find_clear2(a->live, a->busy, i, end - n + 1)) <= end - n) {
+		size_t j = bits_find(a->live, i, i + n, true), k = bits_find(a->busy, i, j, true);
 
-		if (j == i + n)
+		if (k == i + n)
 			return i;
-		i = bits_find(a->live, j, end, false);
+		i = bits_find_clear2(a->live, a->busy, k, end);
 	}
 	return end;
 }
 
-/* Lowest index of n free pages that are all holes, or npages. */
-size_t rw_find_free_holes(const struct rewire_arena *a, size_t n)
+/*
+ * Claim n free pages that are all holes, to stage pages in, or NULL. Cached
+ * pages are left alone: staging never changes what the arena holds.
+ */
+char *rw_claim_stage(struct rewire_arena *a, size_t n)
 {
-	size_t i = a->first_free, end = a->npages;
+	size_t i, end = a->npages;
 
-	while (i < end) {
-		size_t live, backed;
+	lock(a);
+	for (i = a->first_free; i < end;) {
+		size_t stop;
 
-		i = bits_find(a->live, i, end, false);
+		i = bits_find_clear2(a->live, a->busy, i, end);
 		i = bits_find(a->backed, i, end, false);
-		if (i >= end || bit_test(a->live, i))
+		if (i >= end || bit_test(a->live, i) || bit_test(a->busy, i))
 			continue;
-		live = bits_find(a->live, i, end, true);
-		backed = bits_find(a->backed, i, end, true);
-		if ((live < backed ? live : backed) - i >= n)
-			return i;
-		i = live < backed ? live : backed;
+		stop = bits_find(a->live, i, end, true);
+		stop = bits_find(a->busy, i, stop, true);
+		stop = bits_find(a->backed, i, stop, true);
+		if (stop - i >= n) {
+			bits_set(a->busy, i, n);
+			break;
+		}
+		i = stop;
 	}
-	return end;
+	unlock(a);
+	return i < end ? page_addr(a, i) : NULL;
 }
 
-/* Index of the run starting at p, or -EINVAL in *err. */
+void rw_release(struct rewire_arena *a, const char *p, size_t n)
+{
+	lock(a);
+	bits_clear(a->busy, page_index(a, p), n);
+	unlock(a);
+}
+
+/* The run starting at p, or -EINVAL. Lock held. */
 static int run_at(const struct rewire_arena *a, const void *p, size_t *start, size_t *n)
 {
 	uintptr_t addr = (uintptr_t)p, base = (uintptr_t)a->base;
@@ -63,6 +93,7 @@ static int run_at(const struct rewire_arena *a, const void *p, size_t *start, si
 	return 0;
 }
 
+/* Lock held, as for mark_free. */
 static void mark_live(struct rewire_arena *a, size_t start, size_t n)
 {
 	bits_set(a->live, start, n);
@@ -73,7 +104,6 @@ static void mark_live(struct rewire_arena *a, size_t start, size_t n)
 
 static void mark_free(struct rewire_arena *a, size_t start, size_t n)
 {
-	rw_discard_hole_pages(a, start, n);
 	bits_clear(a->live, start, n);
 	a->nlive -= n;
 	if (start < a->first_free)
@@ -81,17 +111,27 @@ static void mark_free(struct rewire_arena *a, size_t start, size_t n)
 }
 
 /*
- * Back the pages of [start, start + n) that are holes: within the budget,
- * populated now unless the arena faults them in. zero clears the others.
+ * Free claimed pages: holes the program touched are discarded first,
+ * without the lock, so the pages go back holding only what the arena
+ * counts (backed pages stay, as the cache). Lock held on entry and exit.
  */
-static int back_pages(struct rewire_arena *a, size_t start, size_t n, bool zero)
+static void free_claimed(struct rewire_arena *a, size_t start, size_t n)
 {
-	size_t end = start + n, holes;
-	int ret = rw_make_room(a, start, n);
+	if (bits_count(a->backed, start, n) < n) {
+		unlock(a);
+		rw_discard_hole_pages(a, start, n);
+		lock(a);
+	}
+	mark_free(a, start, n);
+	bits_clear(a->busy, start, n);
+}
 
-	if (ret)
-		return ret;
-	holes = n - bits_count(a->backed, start, n);
+/* Back the holes of claimed pages, zeroing the others if asked; no lock. */
+static int populate_claimed(struct rewire_arena *a, size_t start, size_t n, bool zero)
+{
+	size_t end = start + n;
+	int ret;
+
 	for (size_t i = start; i < end;) {
 		size_t j;
 
@@ -106,35 +146,66 @@ static int back_pages(struct rewire_arena *a, size_t start, size_t n, bool zero)
 			if (!(a->flags & REWIRE_ONFAULT)) {
 				ret = rw_pages_populate(a, i, j - i);
 				if (ret) {
-					rw_discard_hole_pages(a, start, i - start);
-					rw_pages_discard(a, i, j - i);
+					rw_discard_hole_pages(a, start, j - start);
 					return ret;
 				}
 			}
 		}
 		i = j;
 	}
+	return 0;
+}
+
+/*
+ * Back claimed pages within the lock budget. The budget for their holes is
+ * taken before anything is populated, so it is never exceeded, even for a
+ * moment; if it is short, the cache is given back first, but only when that
+ * makes room, so a failing call drops nothing. Lock held on entry and exit;
+ * dropped while the kernel works.
+ */
+static int back_claimed(struct rewire_arena *a, size_t start, size_t n, bool zero)
+{
+	size_t holes = n - bits_count(a->backed, start, n);
+	int ret;
+
+	if (a->nbacked + holes > a->budget_pages) {
+		if (a->nbacked - rw_cached_pages(a) + holes > a->budget_pages)
+			return -ENOMEM;
+		rw_drop_cache(a);
+		/* Another thread may have taken the room meanwhile. */
+		if (a->nbacked + holes > a->budget_pages)
+			return -ENOMEM;
+	}
 	a->nbacked += holes;
+	unlock(a);
+	ret = populate_claimed(a, start, n, zero);
+	lock(a);
+	if (ret) {
+		a->nbacked -= holes;
+		return ret;
+	}
 	bits_set(a->backed, start, n);
 	return 0;
 }
 
-/* Turn every page of the range into a hole, dropping cached data. */
-void rw_make_holes(struct rewire_arena *a, size_t start, size_t n)
+/* Turn every claimed page into a hole, dropping cached data; lock held. */
+static void make_holes(struct rewire_arena *a, size_t start, size_t n)
 {
 	size_t backed = bits_count(a->backed, start, n);
 
-	if (backed) {
-		rw_pages_discard(a, start, n);
-		bits_clear(a->backed, start, n);
-		a->nbacked -= backed;
-	}
+	if (!backed)
+		return;
+	unlock(a);
+	rw_pages_discard(a, start, n);
+	lock(a);
+	bits_clear(a->backed, start, n);
+	a->nbacked -= backed;
 }
 
 void *rewire_alloc(struct rewire_arena *a, size_t len, unsigned int flags)
 {
 	size_t n, start;
-	int ret;
+	int ret = 0;
 
 	if (!a || !len || flags & ~ALLOC_FLAGS) {
 		errno = EINVAL;
@@ -150,21 +221,27 @@ void *rewire_alloc(struct rewire_arena *a, size_t len, unsigned int flags)
 	}
 	n = (len + a->page_size - 1) >> a->page_shift;
 
-	pthread_mutex_lock(&a->lock);
+	lock(a);
 	start = rw_find_free(a, n);
 	if (start == a->npages) {
-		ret = -ENOMEM;
-	} else if (flags & REWIRE_ALLOC_HOLES) {
-		rw_make_holes(a, start, n);
-		ret = 0;
-	} else {
-		ret = back_pages(a, start, n, flags & REWIRE_ALLOC_ZERO);
+		unlock(a);
+		errno = ENOMEM;
+		return NULL;
 	}
-	if (!ret) {
-		mark_live(a, start, n);
-		bits_set(a->head, start, 1);
+	/* Claimed, and a run already, so no other run grows into it. */
+	mark_live(a, start, n);
+	bits_set(a->head, start, 1);
+	bits_set(a->busy, start, n);
+	if (flags & REWIRE_ALLOC_HOLES)
+		make_holes(a, start, n);
+	else
+		ret = back_claimed(a, start, n, flags & REWIRE_ALLOC_ZERO);
+	if (ret) {
+		bits_clear(a->head, start, 1);
+		mark_free(a, start, n);
 	}
-	pthread_mutex_unlock(&a->lock);
+	bits_clear(a->busy, start, n);
+	unlock(a);
 
 	if (ret) {
 		errno = -ret;
@@ -189,13 +266,17 @@ int rewire_free(struct rewire_arena *a, void *p)
 		return -EFAULT;
 	if (!p)
 		return 0;
-	pthread_mutex_lock(&a->lock);
+	lock(a);
 	ret = run_at(a, p, &start, &n);
+	/* Another thread operates on the run, or frees it too. */
+	if (!ret && !bits_all(a->busy, start, n, false))
+		ret = -EBUSY;
 	if (!ret) {
+		bits_set(a->busy, start, n);
+		free_claimed(a, start, n);
 		bits_clear(a->head, start, 1);
-		mark_free(a, start, n);
 	}
-	pthread_mutex_unlock(&a->lock);
+	unlock(a);
 	return ret;
 }
 
@@ -212,9 +293,9 @@ size_t rewire_usable_size(struct rewire_arena *a, const void *p)
 		errno = EFAULT;
 		return 0;
 	}
-	pthread_mutex_lock(&a->lock);
+	lock(a);
 	ret = run_at(a, p, &start, &n);
-	pthread_mutex_unlock(&a->lock);
+	unlock(a);
 	if (ret) {
 		errno = -ret;
 		return 0;
@@ -243,33 +324,37 @@ static int move_back(struct rewire_arena *a, size_t from, size_t to, size_t n)
 }
 
 /*
- * Move the run [from, from + n) to the free pages at to, one operation per
- * stretch of backed pages (holes travel as holes), in batches. Either every
- * page moves or, after moving the moved ones back, none has.
+ * Move the claimed run [from, from + n) to the claimed pages at to, one
+ * operation per stretch of backed pages (holes travel as holes), in
+ * batches, each applied without the lock. Either every page moves or, after
+ * moving the moved ones back, none has. Lock held on entry and exit.
  */
 static int move_run(struct rewire_arena *a, size_t from, size_t to, size_t n)
 {
 	struct page_op ops[64];
 	size_t nops = 0, done, i = from, end = from + n;
-	int ret;
+	int ret = 0;
 
-	rw_make_holes(a, to, n);
+	make_holes(a, to, n);
 	/*
 	 * A copying backend needs new pages: take them all before anything
 	 * moves, so the move cannot fail halfway and need undoing (which would
 	 * need pages too).
 	 */
+	unlock(a);
 	for (size_t k = from; !a->backend->remap && (k = bits_find(a->backed, k, end, true)) < end;) {
 		size_t m = bits_find(a->backed, k, end, false);
 
 		ret = rw_pages_populate(a, to + (k - from), m - k);
 		if (ret) {
 			rw_pages_discard(a, to, n);
-			return ret;
+			break;
 		}
 		k = m;
 	}
-	mark_live(a, to, n);
+	lock(a);
+	if (ret)
+		return ret;
 	while ((i = bits_find(a->backed, i, end, true)) < end) {
 		size_t j = bits_find(a->backed, i, end, false);
 
@@ -283,17 +368,9 @@ static int move_run(struct rewire_arena *a, size_t from, size_t to, size_t n)
 			continue;
 		ret = rw_ops_apply(a, ops, nops, &done);
 		if (ret) {
-			/*
-			 * The page states now say exactly what moved. If a page
-			 * cannot go back, keep both ranges, the new one a run of
-			 * its own (not part of the run before it): nothing is
-			 * dropped, nothing reused.
-			 */
-			if (ret == -EIO || move_back(a, from, to, n)) {
-				bits_set(a->head, to, 1);
+			/* The page states now say exactly what moved. */
+			if (ret == -EIO || move_back(a, from, to, n))
 				return -EIO;
-			}
-			mark_free(a, to, n);
 			return ret;
 		}
 		nops = 0;
@@ -301,40 +378,73 @@ static int move_run(struct rewire_arena *a, size_t from, size_t to, size_t n)
 	return 0;
 }
 
+/* Lock held; the run [start, start + old_n) is claimed by the caller. */
 static int resize(struct rewire_arena *a, size_t start, size_t old_n, size_t new_n,
 		  size_t *new_start)
 {
-	size_t to, grow = new_n - old_n;
+	size_t to, grow = new_n - old_n, tail = start + old_n;
+	bool short_of_budget;
 	int ret;
 
 	*new_start = start;
 	if (new_n <= old_n) {
-		if (new_n < old_n)
-			mark_free(a, start + new_n, old_n - new_n);
+		if (new_n < old_n) {
+			bits_set(a->busy, start + new_n, old_n - new_n);
+			free_claimed(a, start + new_n, old_n - new_n);
+		}
 		return 0;
 	}
-	if (grow <= a->npages - start - old_n &&
-	    bits_all(a->live, start + old_n, grow, false)) {
-		ret = back_pages(a, start + old_n, grow, false);
-		if (!ret)
-			mark_live(a, start + old_n, grow);
+	if (grow <= a->npages - tail && bits_all(a->live, tail, grow, false) &&
+	    bits_all(a->busy, tail, grow, false)) {
+		mark_live(a, tail, grow);
+		bits_set(a->busy, tail, grow);
+		ret = back_claimed(a, tail, grow, false);
+		if (ret)
+			mark_free(a, tail, grow);
+		bits_clear(a->busy, tail, grow);
 		return ret;
 	}
 	to = rw_find_free(a, new_n);
 	if (to == a->npages)
 		return -ENOMEM;
-	/* The new tail is the only part that needs budget: back it before
-	 * anything moves. If the move fails it stays behind as cached pages. */
-	ret = back_pages(a, to + old_n, grow, false);
-	if (ret)
-		return ret;
-	ret = move_run(a, start, to, old_n);
-	if (ret)
-		return ret;
-	mark_live(a, to + old_n, grow);
-	bits_clear(a->head, start, 1);
-	mark_free(a, start, old_n);
+	/*
+	 * The new tail is the only part that needs budget. If there is not
+	 * enough, the whole cache goes (the new place's included), as for an
+	 * allocation; if even that would not make room, fail before changing
+	 * anything.
+	 */
+	short_of_budget = a->nbacked + grow - bits_count(a->backed, to + old_n, grow) >
+			  a->budget_pages;
+	if (short_of_budget && a->nbacked - rw_cached_pages(a) + grow > a->budget_pages)
+		return -ENOMEM;
+	/* Claimed, and a run already, so no other run grows into it. */
+	mark_live(a, to, new_n);
 	bits_set(a->head, to, 1);
+	bits_set(a->busy, to, new_n);
+	if (short_of_budget) {
+		make_holes(a, to, new_n);
+		rw_drop_cache(a);
+	}
+	/* Back the tail before anything moves. If the move fails, it stays
+	 * behind as cached pages. */
+	ret = back_claimed(a, to + old_n, grow, false);
+	if (!ret)
+		ret = move_run(a, start, to, old_n);
+	if (ret == -EIO) {
+		/* Keep both ranges, the new one a run of its own: nothing is
+		 * dropped, nothing reused. */
+		bits_clear(a->busy, to, new_n);
+		return ret;
+	}
+	if (ret) {
+		free_claimed(a, to, new_n);
+		bits_clear(a->head, to, 1);
+		return ret;
+	}
+	/* The old place is free (its claim released) once it holds nothing. */
+	free_claimed(a, start, old_n);
+	bits_clear(a->head, start, 1);
+	bits_clear(a->busy, to, new_n);
 	*new_start = to;
 	return 0;
 }
@@ -359,11 +469,18 @@ void *rewire_realloc(struct rewire_arena *a, void *p, size_t len)
 		return NULL;
 	}
 	new_n = (len + a->page_size - 1) >> a->page_shift;
-	pthread_mutex_lock(&a->lock);
+	lock(a);
 	ret = run_at(a, p, &start, &old_n);
-	if (!ret)
+	/* Another thread operates on the run, frees or resizes it. */
+	if (!ret && !bits_all(a->busy, start, old_n, false))
+		ret = -EBUSY;
+	if (!ret) {
+		bits_set(a->busy, start, old_n);
 		ret = resize(a, start, old_n, new_n, &new_start);
-	pthread_mutex_unlock(&a->lock);
+		if (new_start == start)
+			bits_clear(a->busy, start, new_n < old_n ? new_n : old_n);
+	}
+	unlock(a);
 	if (ret) {
 		errno = -ret;
 		return NULL;

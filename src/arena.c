@@ -190,8 +190,8 @@ static void free_arena(struct rewire_arena *a, bool unmap)
 		if (a->base)
 			munmap(a->base, a->npages << a->page_shift);
 	}
-	free(a->scratch);
 	free(a->live);
+	free(a->busy);
 	free(a->head);
 	free(a->backed);
 	pthread_mutex_destroy(&a->lock);
@@ -235,22 +235,12 @@ int rewire_arena_create(const struct rewire_options *opts,
 	ret = map_locked(len, opts->numa_node, &a->base);
 	if (ret)
 		goto fail;
-	/*
-	 * The scratch page is ordinary memory, not locked: only the reserve
-	 * counts against RLIMIT_MEMLOCK. It is touched now so that copying
-	 * through it does not start with a fault.
-	 */
-	a->scratch = aligned_alloc(page_size, page_size);
-	if (!a->scratch) {
-		ret = -ENOMEM;
-		goto fail;
-	}
-	memset(a->scratch, 0, page_size);
 	words = bitmap_words(a->npages);
 	a->live = calloc(words, sizeof(uint64_t));
 	a->head = calloc(words, sizeof(uint64_t));
 	a->backed = calloc(words, sizeof(uint64_t));
-	if (!a->live || !a->head || !a->backed) {
+	a->busy = calloc(words, sizeof(uint64_t));
+	if (!a->live || !a->head || !a->backed || !a->busy) {
 		ret = -ENOMEM;
 		goto fail;
 	}
@@ -312,66 +302,86 @@ void rw_discard_hole_pages(struct rewire_arena *a, size_t start, size_t n)
 	}
 }
 
-/* Free pages that still hold data become holes again. */
-static void purge_cached(struct rewire_arena *a)
-{
-	size_t i = 0, end = a->npages;
-
-	while ((i = bits_find(a->live, i, end, false)) < end) {
-		size_t j = bits_find(a->live, i, end, true);
-
-		for (size_t k = i; (k = bits_find(a->backed, k, j, true)) < j;) {
-			size_t m = bits_find(a->backed, k, j, false);
-
-			if (!rw_pages_discard(a, k, m - k)) {
-				bits_clear(a->backed, k, m - k);
-				a->nbacked -= m - k;
-			}
-			k = m;
-		}
-		i = j;
-	}
-}
-
-static size_t cached_pages(const struct rewire_arena *a)
+/* Pages free, backed and not claimed: the cache. Lock held. */
+size_t rw_cached_pages(const struct rewire_arena *a)
 {
 	size_t n = 0;
 
-	for (size_t i = 0; (i = bits_find(a->live, i, a->npages, false)) < a->npages;) {
-		size_t j = bits_find(a->live, i, a->npages, true);
+	for (size_t i = 0; (i = bits_find_clear2(a->live, a->busy, i, a->npages)) < a->npages;) {
+		size_t j = bits_find(a->live, i, a->npages, true), k = bits_find(a->busy, i, j, true);
 
-		n += bits_count(a->backed, i, j - i);
-		i = j;
+		n += bits_count(a->backed, i, k - i);
+		i = k;
 	}
 	return n;
 }
 
+struct stretch {
+	size_t start, n;
+	bool dropped;
+};
+
 /*
- * Ensure the holes of the free range [start, start + n) fit the lock budget
- * once backed. Cached pages are given back only when that makes room, so a
- * failing call changes nothing.
+ * Free pages that still hold data become holes again. Called with the lock
+ * held and returns with it held, but drops it while the kernel discards
+ * the pages, which are claimed meanwhile: no allocation takes them, and
+ * they count against the budget until they are gone.
  */
-int rw_make_room(struct rewire_arena *a, size_t start, size_t n)
+int rw_drop_cache(struct rewire_arena *a)
 {
-	if (a->nbacked + n - bits_count(a->backed, start, n) <= a->budget_pages)
-		return 0;
-	/* After a purge the whole free range is holes. */
-	if (a->nbacked - cached_pages(a) + n > a->budget_pages)
-		return -ENOMEM;
-	purge_cached(a);
-	return 0;
+	struct stretch *v = NULL;
+	size_t nv = 0, cap = 0;
+	int ret = 0;
+
+	for (size_t i = 0; (i = bits_find_clear2(a->live, a->busy, i, a->npages)) < a->npages;) {
+		size_t j = bits_find(a->live, i, a->npages, true), end = bits_find(a->busy, i, j, true);
+
+		for (size_t k = i; (k = bits_find(a->backed, k, end, true)) < end;) {
+			size_t m = bits_find(a->backed, k, end, false);
+
+			if (nv == cap) {
+				struct stretch *w = realloc(v, (cap = cap ? 2 * cap : 16) * sizeof(*v));
+
+				if (!w) {
+					ret = -ENOMEM;
+					goto claimed;
+				}
+				v = w;
+			}
+			v[nv++] = (struct stretch){ k, m - k, false };
+			bits_set(a->busy, k, m - k);
+			k = m;
+		}
+		i = end;
+	}
+claimed:
+	pthread_mutex_unlock(&a->lock);
+	for (size_t k = 0; k < nv; k++)
+		v[k].dropped = !rw_pages_discard(a, v[k].start, v[k].n);
+	pthread_mutex_lock(&a->lock);
+	for (size_t k = 0; k < nv; k++) {
+		bits_clear(a->busy, v[k].start, v[k].n);
+		if (!v[k].dropped)
+			continue;
+		bits_clear(a->backed, v[k].start, v[k].n);
+		a->nbacked -= v[k].n;
+	}
+	free(v);
+	return ret;
 }
 
 int rewire_purge(struct rewire_arena *a)
 {
+	int ret;
+
 	if (!a)
 		return -EINVAL;
 	if (arena_forked(a))
 		return -EFAULT;
 	pthread_mutex_lock(&a->lock);
-	purge_cached(a);
+	ret = rw_drop_cache(a);
 	pthread_mutex_unlock(&a->lock);
-	return 0;
+	return ret;
 }
 
 /* Resident pages of a locked range are locked pages. */
@@ -396,10 +406,14 @@ static size_t resident_pages(const struct rewire_arena *a)
 
 int rewire_arena_stats(struct rewire_arena *a, struct rewire_stats *st)
 {
+	size_t locked;
+
 	if (!a || !st)
 		return -EINVAL;
 	if (arena_forked(a))
 		return -EFAULT;
+	/* Measured first, without the lock: it reads the whole arena. */
+	locked = resident_pages(a) << a->page_shift;
 	pthread_mutex_lock(&a->lock);
 	memset(st, 0, sizeof(*st));
 	st->reserved = a->npages << a->page_shift;
@@ -407,12 +421,12 @@ int rewire_arena_stats(struct rewire_arena *a, struct rewire_stats *st)
 	st->allocated = a->nlive << a->page_shift;
 	st->free = (a->npages - a->nlive) << a->page_shift;
 	st->backed = a->nbacked << a->page_shift;
-	st->locked = resident_pages(a) << a->page_shift;
+	st->locked = locked;
 	st->batches = a->batches;
 	st->ops = a->ops;
 	st->pages_remapped = a->pages_remapped;
 	st->pages_copied = a->pages_copied;
-	st->cached = cached_pages(a) << a->page_shift;
+	st->cached = rw_cached_pages(a) << a->page_shift;
 	pthread_mutex_unlock(&a->lock);
 	return 0;
 }

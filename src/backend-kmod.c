@@ -21,7 +21,6 @@
 struct kmod {
 	int fd;
 	struct rewire_dev_info info;
-	struct rewire_dev_op *ops;	/* info.max_ops of them */
 };
 
 /* The kernel takes permutations as __u64 arrays; size_t is passed as is. */
@@ -138,11 +137,16 @@ static int kmod_apply(struct rewire_arena *a, const struct page_op *ops,
 		      size_t nops, struct apply_result *res)
 {
 	struct kmod *k = a->backend_data;
-	int retries = 0, ret;
+	struct rewire_dev_op *dev;
+	int retries = 0, ret = 0;
 
 	/* Injected faults are the planner's: let it drive the module. */
 	if (rw_fault_armed())
 		return rw_plan_apply(a, ops, nops, res);
+	/* Each call its own: threads send batches in parallel. */
+	dev = calloc(nops < k->info.max_ops ? nops : k->info.max_ops, sizeof(*dev));
+	if (!dev)
+		return -ENOMEM;
 
 	while (res->done < nops) {
 		const struct page_op *rest = ops + res->done;
@@ -152,12 +156,12 @@ static int kmod_apply(struct rewire_arena *a, const struct page_op *ops,
 			/* Larger than one call: the planner splits it. */
 			ret = plan_one(a, rest, res);
 			if (ret)
-				return ret;
+				break;
 			continue;
 		}
 		for (size_t i = 0; i < n; i++)
-			to_dev_op(&rest[i], &k->ops[i]);
-		ret = dev_batch(k, k->ops, n, &done);
+			to_dev_op(&rest[i], &dev[i]);
+		ret = dev_batch(k, dev, n, &done);
 		for (size_t i = 0; i < done; i++)
 			res->remapped += pages_moved(&rest[i]);
 		res->done += done;
@@ -168,13 +172,14 @@ static int kmod_apply(struct rewire_arena *a, const struct page_op *ops,
 		if (ret == -EAGAIN && ++retries < EAGAIN_RETRIES)
 			continue;
 		if (ret == -ENOMEM || ret == -EINTR)
-			return ret;
+			break;
 		retries = 0;
 		ret = plan_one(a, ops + res->done, res);
 		if (ret)
-			return ret;
+			break;
 	}
-	return 0;
+	free(dev);
+	return ret;
 }
 
 static int kmod_init(struct rewire_arena *a)
@@ -198,11 +203,6 @@ static int kmod_init(struct rewire_arena *a)
 		goto fail;
 	if (ioctl(k->fd, REWIRE_IOC_ATTACH, &at))
 		goto fail;
-	k->ops = calloc(k->info.max_ops, sizeof(*k->ops));
-	if (!k->ops) {
-		ret = -ENOMEM;
-		goto fail;
-	}
 	rw_copy_costs(&a->costs);
 	/* Each call takes the mmap lock and flushes the TLB once; per page it
 	 * is a PTE exchange (measured under rewire-bench, rewire(4)). */
@@ -224,7 +224,6 @@ static void kmod_fini(struct rewire_arena *a)
 	if (!k)
 		return;
 	close(k->fd);
-	free(k->ops);
 	free(k);
 	a->backend_data = NULL;
 }

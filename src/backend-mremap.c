@@ -50,7 +50,13 @@ void rw_mremap_set_headroom(long maps)
 #define RECOUNT_CALLS 64
 #define RECOUNT_NS 1000000
 
+/*
+ * lock serializes this backend's moves and its count of mappings: every
+ * mremap(2) takes the process's mmap lock for writing anyway, and the count
+ * must cover all threads' moves. Allocations and copies never wait for it.
+ */
 struct mremap_state {
+	pthread_mutex_t lock;
 	long max_maps;
 	long maps;		/* mappings at the last count, plus ours since */
 	int calls;		/* since the last count */
@@ -122,7 +128,7 @@ static void recount(struct rewire_arena *a, struct mremap_state *m)
 static bool room(struct rewire_arena *a, size_t calls)
 {
 	struct mremap_state *m = a->backend_data;
-	long headroom = a->undoing ? undo_headroom : map_headroom;
+	long headroom = rw_undoing ? undo_headroom : map_headroom;
 	double since = rw_now_ns() - m->counted_at;
 	bool fits = m->maps >= 0 && calls <= (size_t)m->max_maps &&
 		    m->maps + (long)calls * MAPS_PER_CALL + headroom <= m->max_maps;
@@ -207,13 +213,14 @@ static int mremap_remap(struct rewire_arena *a, char *dst, char *src, size_t n,
 	struct mremap_state *m = a->backend_data;
 	size_t s = page_index(a, src), end = s + n;
 	bool recounted = false;
+	int ret = 0;
 
 	*moved = 0;
+	pthread_mutex_lock(&m->lock);
 	while (*moved < n) {
 		size_t piece = bits_find(m->starts, s + *moved + 1, end, true) - (s + *moved);
 		size_t off = *moved << a->page_shift;
-		int ret = move_piece(a, dst + off, src + off, piece);
-
+		ret = move_piece(a, dst + off, src + off, piece);
 		/* A source in several mappings: something else split the arena
 		 * (mprotect, say). Learn the boundaries once, and go on. */
 		if (ret == -EFAULT && piece > 1 && !recounted) {
@@ -222,10 +229,11 @@ static int mremap_remap(struct rewire_arena *a, char *dst, char *src, size_t n,
 			continue;
 		}
 		if (ret)
-			return ret;
+			break;
 		*moved += piece;
 	}
-	return 0;
+	pthread_mutex_unlock(&m->lock);
+	return ret;
 }
 
 static size_t mremap_calls(const struct rewire_arena *a, const char *src, size_t n)
@@ -242,16 +250,26 @@ static void mremap_tidy(struct rewire_arena *a, char *p, size_t n)
 	struct mremap_state *m = a->backend_data;
 	size_t i = page_index(a, p);
 
-	if (mremap_calls(a, p, n) < 2 || !room(a, 1))
+	if (mremap_calls(a, p, n) < 2)
 		return;
-	note_bounds(a, i, n);
-	if (!rw_map_holes(a, i, n) && n > 1)
-		bits_clear(m->starts, i + 1, n - 1);
+	pthread_mutex_lock(&m->lock);
+	if (room(a, 1)) {
+		note_bounds(a, i, n);
+		if (!rw_map_holes(a, i, n) && n > 1)
+			bits_clear(m->starts, i + 1, n - 1);
+	}
+	pthread_mutex_unlock(&m->lock);
 }
 
 static bool mremap_room_for(struct rewire_arena *a, size_t calls)
 {
-	return room(a, calls);
+	struct mremap_state *m = a->backend_data;
+	bool fits;
+
+	pthread_mutex_lock(&m->lock);
+	fits = room(a, calls);
+	pthread_mutex_unlock(&m->lock);
+	return fits;
 }
 
 /*
@@ -286,6 +304,7 @@ static int mremap_init(struct rewire_arena *a)
 		free(m);
 		return -ENOMEM;
 	}
+	pthread_mutex_init(&m->lock, NULL);
 	m->max_maps = read_long("/proc/sys/vm/max_map_count");
 	if (m->max_maps < 0)
 		m->max_maps = 65530;
@@ -304,6 +323,7 @@ static void mremap_fini(struct rewire_arena *a)
 
 	if (!m)
 		return;
+	pthread_mutex_destroy(&m->lock);
 	free(m->starts);
 	free(m);
 	a->backend_data = NULL;

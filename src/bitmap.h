@@ -1,4 +1,7 @@
-/* Page bitmaps: one bit per arena page. Ranges are [start, start + n). */
+/* Page bitmaps: one bit per arena page. Ranges are [start, start + n).
+ * Words are read and written atomically: a thread may read the bits of
+ * pages it has claimed without the arena's lock while other threads change
+ * other bits of the same word under it (doc/threads.md). */
 #ifndef REWIRE_BITMAP_H
 #define REWIRE_BITMAP_H
 
@@ -13,9 +16,14 @@ static inline size_t bitmap_words(size_t nbits)
 	return (nbits + BITS_PER_WORD - 1) / BITS_PER_WORD;
 }
 
+static inline uint64_t word_at(const uint64_t *map, size_t w)
+{
+	return __atomic_load_n(&map[w], __ATOMIC_RELAXED);
+}
+
 static inline bool bit_test(const uint64_t *map, size_t i)
 {
-	return map[i / BITS_PER_WORD] >> (i % BITS_PER_WORD) & 1;
+	return word_at(map, i / BITS_PER_WORD) >> (i % BITS_PER_WORD) & 1;
 }
 
 /* Mask of the bits of word w that fall in [start, end). */
@@ -37,9 +45,9 @@ static inline void bits_assign(uint64_t *map, size_t start, size_t n, bool v)
 
 	for (size_t w = start / BITS_PER_WORD; n && w <= (end - 1) / BITS_PER_WORD; w++) {
 		if (v)
-			map[w] |= word_mask(w, start, end);
+			__atomic_fetch_or(&map[w], word_mask(w, start, end), __ATOMIC_RELAXED);
 		else
-			map[w] &= ~word_mask(w, start, end);
+			__atomic_fetch_and(&map[w], ~word_mask(w, start, end), __ATOMIC_RELAXED);
 	}
 }
 
@@ -58,7 +66,7 @@ static inline size_t bits_count(const uint64_t *map, size_t start, size_t n)
 	size_t end = start + n, c = 0;
 
 	for (size_t w = start / BITS_PER_WORD; n && w <= (end - 1) / BITS_PER_WORD; w++)
-		c += (size_t)__builtin_popcountll(map[w] & word_mask(w, start, end));
+		c += (size_t)__builtin_popcountll(word_at(map, w) & word_mask(w, start, end));
 	return c;
 }
 
@@ -66,7 +74,20 @@ static inline size_t bits_count(const uint64_t *map, size_t start, size_t n)
 static inline size_t bits_find(const uint64_t *map, size_t start, size_t end, bool v)
 {
 	for (size_t w = start / BITS_PER_WORD; start < end && w <= (end - 1) / BITS_PER_WORD; w++) {
-		uint64_t x = (v ? map[w] : ~map[w]) & word_mask(w, start, end);
+		uint64_t x = (v ? word_at(map, w) : ~word_at(map, w)) & word_mask(w, start, end);
+
+		if (x)
+			return w * BITS_PER_WORD + (size_t)__builtin_ctzll(x);
+	}
+	return end;
+}
+
+/* First index in [start, end) where neither map has its bit set, or end. */
+static inline size_t bits_find_clear2(const uint64_t *a, const uint64_t *b, size_t start,
+				      size_t end)
+{
+	for (size_t w = start / BITS_PER_WORD; start < end && w <= (end - 1) / BITS_PER_WORD; w++) {
+		uint64_t x = ~(word_at(a, w) | word_at(b, w)) & word_mask(w, start, end);
 
 		if (x)
 			return w * BITS_PER_WORD + (size_t)__builtin_ctzll(x);

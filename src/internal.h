@@ -73,6 +73,15 @@ extern const struct backend rw_backend_copy;
 extern const struct backend rw_backend_uffd;
 extern const struct backend rw_backend_mremap;
 
+/*
+ * An arena. lock guards the search for free pages, the claiming of pages
+ * (busy), and the counters; it is held only while bitmaps and counters are
+ * read and changed, never across a system call (doc/threads.md). A call
+ * first claims the pages it will work on, under the lock, then does its
+ * system calls without it, then takes it again to record the outcome and
+ * release its claim. Pages another call has claimed are refused (EBUSY) or,
+ * by allocation, skipped.
+ */
 struct rewire_arena {
 	pthread_mutex_t lock;
 	char *base;
@@ -88,18 +97,18 @@ struct rewire_arena {
 	uint64_t *live;		/* in a live run */
 	uint64_t *head;		/* first page of a live run */
 	uint64_t *backed;	/* holds data (committed against the budget) */
+	uint64_t *busy;		/* claimed by a call in progress */
 	size_t nlive;
-	size_t nbacked;
+	size_t nbacked;		/* backed pages, and those being backed */
 	size_t first_free;	/* no free page below this index */
 
-	char *scratch;		/* one page for copying, not locked */
 	const struct backend *backend;
 	void *backend_data;
 	bool plan;		/* choose per operation between remap and copy */
-	bool undoing;		/* moving pages back after a failure */
 	struct costs costs;
 	/* Measured over modelled cost, copying [0] and remapping [1], by
-	 * log2 of the operation's pages; the planner learns these as it goes. */
+	 * log2 of the operation's pages; the planner learns these as it goes
+	 * (read and written atomically). */
 	double correction[2][SIZE_CLASSES];
 
 	uint64_t batches, ops, pages_remapped, pages_copied;
@@ -126,22 +135,25 @@ static inline char *page_addr(const struct rewire_arena *a, size_t i)
 int rw_pages_populate(struct rewire_arena *a, size_t start, size_t n);
 int rw_pages_discard(struct rewire_arena *a, size_t start, size_t n);
 void rw_discard_hole_pages(struct rewire_arena *a, size_t start, size_t n);
-int rw_make_room(struct rewire_arena *a, size_t start, size_t n);
+size_t rw_cached_pages(const struct rewire_arena *a);
+int rw_drop_cache(struct rewire_arena *a);
 int rw_map_holes(struct rewire_arena *a, size_t start, size_t n);
 
 void rw_copy_costs(struct costs *c);
 
 /* alloc.c */
 size_t rw_find_free(const struct rewire_arena *a, size_t n);
-size_t rw_find_free_holes(const struct rewire_arena *a, size_t n);
-void rw_make_holes(struct rewire_arena *a, size_t start, size_t n);
+char *rw_claim_stage(struct rewire_arena *a, size_t n);
+void rw_release(struct rewire_arena *a, const char *p, size_t n);
 
 /* plan.c */
+extern __thread bool rw_undoing;	/* moving pages back after a failure */
 double rw_now_ns(void);
 int rw_plan_apply(struct rewire_arena *a, const struct page_op *ops, size_t nops,
 	       struct apply_result *res);
 
 /* ops.c */
+void rw_apply_state(struct rewire_arena *a, const struct page_op *op, bool undo);
 int rw_ops_apply(struct rewire_arena *a, const struct page_op *ops, size_t nops,
 	      size_t *done);
 

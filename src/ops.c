@@ -23,6 +23,9 @@ static int check_range(const struct rewire_arena *a, const void *p, size_t len,
 	*first = page_index(a, p);
 	if (!bits_all(a->live, *first, len >> a->page_shift, true))
 		return -EFAULT;
+	/* Another thread's call is working on these pages. */
+	if (!bits_all(a->busy, *first, len >> a->page_shift, false))
+		return -EBUSY;
 	return 0;
 }
 
@@ -34,7 +37,7 @@ static bool overlap(const void *x, const void *y, size_t len)
 }
 
 /* The backed/hole state an operation changes; only moves change it. */
-static void apply_state(struct rewire_arena *a, const struct page_op *op, bool undo)
+void rw_apply_state(struct rewire_arena *a, const struct page_op *op, bool undo)
 {
 	size_t d, s;
 
@@ -129,33 +132,67 @@ static int check_op(const struct rewire_arena *a, const struct rewire_op *uop,
 	}
 }
 
+/* Claim (or release) the pages an operation works on. Lock held. */
+static void claim_op(struct rewire_arena *a, const struct page_op *op, bool claim)
+{
+	bits_assign(a->busy, page_index(a, op->dst), op->npages, claim);
+	if (op->src)
+		bits_assign(a->busy, page_index(a, op->src), op->npages, claim);
+}
+
+/* The outcome of a backend call: operations not applied get their state
+ * back, and the counters count. Lock held. */
+static void record(struct rewire_arena *a, const struct page_op *ops, size_t nops,
+		   const struct apply_result *res, int ret)
+{
+	if (ret)
+		for (size_t i = nops; i-- > res->done;)
+			rw_apply_state(a, &ops[i], true);
+	a->batches++;
+	a->ops += res->done;
+	a->pages_remapped += res->remapped;
+	a->pages_copied += res->copied;
+}
+
+static int backend_apply(struct rewire_arena *a, const struct page_op *ops, size_t nops,
+			 struct apply_result *res)
+{
+	return a->backend->apply ? a->backend->apply(a, ops, nops, res) :
+	       rw_plan_apply(a, ops, nops, res);
+}
+
 /*
- * Run already validated operations whose state change is already recorded.
- * On failure the state of the operations not applied is rolled back.
+ * Run already validated operations on claimed pages, whose state change is
+ * already recorded (realloc's moves). Called with the lock held; the backend
+ * runs without it. On failure the state of the operations not applied is
+ * rolled back.
  */
 int rw_ops_apply(struct rewire_arena *a, const struct page_op *ops, size_t nops,
 	      size_t *done)
 {
 	struct apply_result res = { 0, 0, 0 };
-	int ret = a->backend->apply ? a->backend->apply(a, ops, nops, &res) :
-		  rw_plan_apply(a, ops, nops, &res);
+	int ret;
 
-	if (ret)
-		for (size_t i = nops; i-- > res.done;)
-			apply_state(a, &ops[i], true);
-	a->batches++;
-	a->ops += res.done;
-	a->pages_remapped += res.remapped;
-	a->pages_copied += res.copied;
+	pthread_mutex_unlock(&a->lock);
+	ret = backend_apply(a, ops, nops, &res);
+	pthread_mutex_lock(&a->lock);
+
+	record(a, ops, nops, &res, ret);
 	*done = res.done;
 	return ret;
 }
 
+/*
+ * Validate every operation against the page states the ones before it
+ * leave, claim all their pages, and hand the batch to the backend without
+ * the lock: batches on disjoint pages run in parallel.
+ */
 int rewire_batch(struct rewire_arena *a, const struct rewire_op *uops,
 		 size_t nops, size_t *donep)
 {
+	struct apply_result res = { 0, 0, 0 };
 	struct page_op one, *ops;
-	size_t i, done = 0;
+	size_t i;
 	int ret = 0;
 
 	if (donep)
@@ -175,15 +212,23 @@ int rewire_batch(struct rewire_arena *a, const struct rewire_op *uops,
 		ret = check_op(a, &uops[i], &ops[i]);
 		if (ret)
 			break;
-		apply_state(a, &ops[i], false);
+		rw_apply_state(a, &ops[i], false);
 	}
 	if (ret) {
 		for (size_t k = i; k-- > 0;)
-			apply_state(a, &ops[k], true);
+			rw_apply_state(a, &ops[k], true);
+		pthread_mutex_unlock(&a->lock);
 	} else {
-		ret = rw_ops_apply(a, ops, nops, &done);
+		for (size_t k = 0; k < nops; k++)
+			claim_op(a, &ops[k], true);
+		pthread_mutex_unlock(&a->lock);
+		ret = backend_apply(a, ops, nops, &res);
+		pthread_mutex_lock(&a->lock);
+		record(a, ops, nops, &res, ret);
+		for (size_t k = 0; k < nops; k++)
+			claim_op(a, &ops[k], false);
+		pthread_mutex_unlock(&a->lock);
 	}
-	pthread_mutex_unlock(&a->lock);
 
 	/* i is the number of operations checked, and so lowered. */
 	while (i-- > 0)
@@ -192,14 +237,14 @@ int rewire_batch(struct rewire_arena *a, const struct rewire_op *uops,
 	if (ops != &one)
 		free(ops);
 	if (donep)
-		*donep = done;
+		*donep = res.done;
 	return ret;
 }
 
 /* Turn pages of live runs into holes; their data is dropped. */
 int rewire_discard(struct rewire_arena *a, void *addr, size_t len)
 {
-	size_t first, backed;
+	size_t first, backed = 0, n = len >> (a ? a->page_shift : 0);
 	int ret;
 
 	if (!a)
@@ -209,12 +254,16 @@ int rewire_discard(struct rewire_arena *a, void *addr, size_t len)
 	pthread_mutex_lock(&a->lock);
 	ret = check_range(a, addr, len, &first);
 	if (!ret) {
-		backed = bits_count(a->backed, first, len >> a->page_shift);
-		ret = rw_pages_discard(a, first, len >> a->page_shift);
-	}
-	if (!ret) {
-		bits_clear(a->backed, first, len >> a->page_shift);
-		a->nbacked -= backed;
+		backed = bits_count(a->backed, first, n);
+		bits_set(a->busy, first, n);
+		pthread_mutex_unlock(&a->lock);
+		ret = rw_pages_discard(a, first, n);
+		pthread_mutex_lock(&a->lock);
+		if (!ret) {
+			bits_clear(a->backed, first, n);
+			a->nbacked -= backed;
+		}
+		bits_clear(a->busy, first, n);
 	}
 	pthread_mutex_unlock(&a->lock);
 	return ret;

@@ -16,6 +16,8 @@
 
 #define EAGAIN_RETRIES 100
 
+__thread bool rw_undoing;
+
 /*
  * Fault injection for the tests (src/fault.h): page attempts nth to
  * nth + count - 1 of each batch fail with err, wherever they are tried.
@@ -78,20 +80,36 @@ static int copy_move(struct rewire_arena *a, char *dst, char *src, size_t n, boo
 	return 0;
 }
 
-/* The scratch page is not locked: leave none of the arena's data there. */
-static void clear_scratch(struct rewire_arena *a)
+/*
+ * Copying swaps and permutations goes through one page of scratch, each
+ * call its own so that threads copy in parallel. It is not locked memory,
+ * so it is cleared before it is freed: no copy of the arena's data is left
+ * where it may be swapped out.
+ */
+static char *scratch_page(const struct rewire_arena *a)
 {
-	memset(a->scratch, 0, a->page_size);
+	return aligned_alloc(a->page_size, a->page_size);
 }
 
-static void copy_swap(struct rewire_arena *a, char *x, char *y, size_t n)
+static void free_scratch(const struct rewire_arena *a, char *scratch)
 {
+	explicit_bzero(scratch, a->page_size);
+	free(scratch);
+}
+
+static int copy_swap(struct rewire_arena *a, char *x, char *y, size_t n)
+{
+	char *scratch = scratch_page(a);
+
+	if (!scratch)
+		return -ENOMEM;
 	for (size_t i = 0; i < n << a->page_shift; i += a->page_size) {
-		memcpy(a->scratch, x + i, a->page_size);
+		memcpy(scratch, x + i, a->page_size);
 		memcpy(x + i, y + i, a->page_size);
-		memcpy(y + i, a->scratch, a->page_size);
+		memcpy(y + i, scratch, a->page_size);
 	}
-	clear_scratch(a);
+	free_scratch(a, scratch);
+	return 0;
 }
 
 /* Walk each cycle backwards: position p receives the page that goes to p,
@@ -100,9 +118,13 @@ static int copy_permute(struct rewire_arena *a, char *base, const size_t *perm,
 			size_t n, uint64_t *moved)
 {
 	size_t *from = malloc(n * sizeof(*from)), ps = a->page_size;
+	char *scratch = scratch_page(a);
 
-	if (!from)
+	if (!from || !scratch) {
+		free(from);
+		free(scratch);
 		return -ENOMEM;
+	}
 	for (size_t i = 0; i < n; i++)
 		from[perm[i]] = i;
 	for (size_t start = 0; start < n; start++) {
@@ -110,7 +132,7 @@ static int copy_permute(struct rewire_arena *a, char *base, const size_t *perm,
 
 		if (from[start] == start || from[start] == SIZE_MAX)
 			continue;
-		memcpy(a->scratch, base + start * ps, ps);
+		memcpy(scratch, base + start * ps, ps);
 		while (from[pos] != start) {
 			size_t src = from[pos];
 
@@ -119,11 +141,11 @@ static int copy_permute(struct rewire_arena *a, char *base, const size_t *perm,
 			pos = src;
 			++*moved;
 		}
-		memcpy(base + pos * ps, a->scratch, ps);
+		memcpy(base + pos * ps, scratch, ps);
 		from[pos] = SIZE_MAX;
 		++*moved;
 	}
-	clear_scratch(a);
+	free_scratch(a, scratch);
 	free(from);
 	return 0;
 }
@@ -195,13 +217,13 @@ static int run_steps(struct rewire_arena *a, const struct step *s, size_t nsteps
 	}
 	if (!ret)
 		return 0;
-	a->undoing = true;
+	rw_undoing = true;
 	if (move_run(a, s[i].src, s[i].dst, moved, res, &back, true))
 		ret = -EIO;
 	while (ret != -EIO && i-- > 0)
 		if (move_run(a, s[i].src, s[i].dst, s[i].n, res, &back, true))
 			ret = -EIO;
-	a->undoing = false;
+	rw_undoing = false;
 	return ret;
 }
 
@@ -224,15 +246,6 @@ static int counted(struct apply_result *res, const struct apply_result *before,
 	return ret;
 }
 
-/* Free holes of n pages to stage pages in, or NULL. Cached pages are left
- * alone: staging never changes what the arena holds. */
-static char *staging_area(struct rewire_arena *a, size_t n)
-{
-	size_t start = rw_find_free_holes(a, n);
-
-	return start == a->npages ? NULL : page_addr(a, start);
-}
-
 /* Backend calls that moving [src, src + n) by page tables takes. */
 static size_t calls_for(const struct rewire_arena *a, const char *src, size_t n)
 {
@@ -251,6 +264,14 @@ static double copy_page_cost(const struct rewire_arena *a, size_t n)
 	for (size_t mib = (n << a->page_shift) >> 20; mib > 1; mib >>= 1)
 		f += 0.75;
 	return f * a->costs.copy_page;
+}
+
+static double load_double(const double *p)
+{
+	double v;
+
+	__atomic_load(p, &v, __ATOMIC_RELAXED);
+	return v;
 }
 
 static unsigned int size_class(size_t n)
@@ -275,7 +296,8 @@ static bool choose_remap(struct rewire_arena *a, size_t calls, size_t n, double 
 
 	if (!a->backend->remap)
 		return false;
-	if (a->plan && remap_ns * a->correction[1][k] >= copy_ns * a->correction[0][k])
+	if (a->plan && remap_ns * load_double(&a->correction[1][k]) >=
+		       copy_ns * load_double(&a->correction[0][k]))
 		return false;
 	return !a->backend->room_for || a->backend->room_for(a, calls);
 }
@@ -292,7 +314,9 @@ static void learn(struct rewire_arena *a, bool remap, size_t n, double model_ns,
 	if (!a->plan || took < 20000 || model_ns <= 0)
 		return;
 	took /= model_ns;
-	*f = (*f + (took < 0.05 ? 0.05 : took > 50 ? 50 : took)) / 2;
+	/* Threads may race here; either's figure is as good. */
+	took = (load_double(f) + (took < 0.05 ? 0.05 : took > 50 ? 50 : took)) / 2;
+	__atomic_store(f, &took, __ATOMIC_RELAXED);
 }
 
 static int do_move(struct rewire_arena *a, const struct page_op *op,
@@ -330,20 +354,26 @@ static int do_swap(struct rewire_arena *a, const struct page_op *op,
 	double copy_ns = 3 * n * copy_page_cost(a, 2 * n), t0 = rw_now_ns();
 	char *stage;
 
-	if (choose_remap(a, calls, n, remap_ns, copy_ns) && (stage = staging_area(a, n))) {
+	int ret;
+
+	if (choose_remap(a, calls, n, remap_ns, copy_ns) && (stage = rw_claim_stage(a, n))) {
 		struct step s[3] = { { stage, op->dst, n }, { op->dst, op->src, n },
 				     { op->src, stage, n } };
-		int ret = run_steps(a, s, 3, res);
 
+		ret = run_steps(a, s, 3, res);
 		if (ret != -EIO && a->backend->tidy)
 			a->backend->tidy(a, stage, n);
+		/* After EIO pages may be left in the stage: keep it claimed. */
+		if (ret != -EIO)
+			rw_release(a, stage, n);
 		learn(a, true, n, remap_ns, t0);
 		return counted(res, &before, ret, 2 * n);
 	}
-	copy_swap(a, op->dst, op->src, n);
-	res->copied += 2 * n;
+	ret = copy_swap(a, op->dst, op->src, n);
+	if (!ret)
+		res->copied += 2 * n;
 	learn(a, false, n, copy_ns, t0);
-	return 0;
+	return ret;
 }
 
 /* Pages i .. i + n - 1 that go together to perm[i] .. perm[i] + n - 1. */
@@ -495,9 +525,9 @@ static int do_permute(struct rewire_arena *a, const struct page_op *op,
 	if (!choose_remap(a, calls, n, remap_ns, copy_ns))
 		goto copy;
 	stage_len = cycles != SIZE_MAX ? max_run : n;
-	stage = staging_area(a, stage_len);
 	s = malloc((2 * nruns + 1) * sizeof(*s));
-	if (!stage || !s)
+	stage = s ? rw_claim_stage(a, stage_len) : NULL;
+	if (!stage)
 		goto copy;
 	if (cycles != SIZE_MAX) {
 		k = cycle_steps(a, op->dst, r, nruns, from, stage, s);
@@ -506,12 +536,16 @@ static int do_permute(struct rewire_arena *a, const struct page_op *op,
 			s[k++] = (struct step){ stage + r[i].dst * ps, op->dst + r[i].src * ps, r[i].n };
 		s[k++] = (struct step){ op->dst, stage, n };
 	}
-	if (!k && moved)
+	if (!k && moved) {
+		rw_release(a, stage, stage_len);
 		goto copy;
+	}
 	t0 = rw_now_ns();
 	ret = run_steps(a, s, k, res);
 	if (ret != -EIO && a->backend->tidy)
 		a->backend->tidy(a, stage, stage_len);
+	if (ret != -EIO)
+		rw_release(a, stage, stage_len);
 	learn(a, true, n, remap_ns, t0);
 	ret = counted(res, &before, ret, moved);
 	goto out;

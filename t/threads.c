@@ -1,5 +1,6 @@
 /* Several threads allocate, move, swap, permute, grow and free in one arena,
  * each on its own pages, each checked against its own model. */
+#include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -93,8 +94,10 @@ static int one_round(struct worker *w, char *base, uint64_t *m, char **extra)
 		size_t n = 1 + next(w) % 16;
 		char *p = rewire_realloc(arena, *extra, n * page_size);
 
-		if (!p)
+		if (!p) {
+			diag("realloc: %s", strerror(errno));
 			return -1;
+		}
 		tag_page(p, (uint64_t)w->id << 32 | n);
 		*extra = p;
 		return page_has_tag(p, (uint64_t)w->id << 32 | n) ? 0 : -1;
@@ -128,8 +131,9 @@ static void *work(void *arg)
 	for (size_t i = 0; i < 2 * NP; i++)
 		m[i] = i < NP ? (uint64_t)w->id << 32 | (i + 1) : HOLE;
 	for (int r = 0; r < ROUNDS && !w->errors; r++) {
-		if (one_round(w, base, m, &extra)) {
-			diag("thread %d: operation failed in round %d", w->id, r);
+		int ret = one_round(w, base, m, &extra);
+		if (ret) {
+			diag("thread %d: operation failed in round %d: %d", w->id, r, ret);
 			w->errors++;
 		}
 		if (r % 500 == 499 && !check_pages(base, m, 2 * NP)) {
