@@ -113,7 +113,7 @@ static void recount(struct rewire_arena *a, struct mremap_state *m)
 		if (whole) {
 			n++;
 			if (start > base && start < end)
-				bits_set(m->starts, page_index(a, (char *)start), 1);
+				bits_set(m->starts, (start - base) >> a->page_shift, 1);
 		}
 		whole = line[0] && line[strlen(line) - 1] == '\n';
 	}

@@ -244,17 +244,19 @@ int rewire_batch(struct rewire_arena *a, const struct rewire_op *uops,
 /* Turn pages of live runs into holes; their data is dropped. */
 int rewire_discard(struct rewire_arena *a, void *addr, size_t len)
 {
-	size_t first, backed = 0, n = len >> (a ? a->page_shift : 0);
+	size_t first, n;
 	int ret;
 
 	if (!a)
 		return -EINVAL;
 	if (arena_forked(a))
 		return -EFAULT;
+	n = len >> a->page_shift;
 	pthread_mutex_lock(&a->lock);
 	ret = check_range(a, addr, len, &first);
 	if (!ret) {
-		backed = bits_count(a->backed, first, n);
+		size_t backed = bits_count(a->backed, first, n);
+
 		bits_set(a->busy, first, n);
 		pthread_mutex_unlock(&a->lock);
 		ret = rw_pages_discard(a, first, n);
