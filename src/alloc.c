@@ -31,11 +31,11 @@ size_t rw_find_free(const struct rewire_arena *a, size_t n)
 	size_t i = a->first_free, end = a->npages;
 
 	while (n <= end && (i = bits_find_clear2(a->live, a->busy, i, end - n + 1)) <= end - n) {
-		size_t j = bits_find(a->live, i, i + n, true), k = bits_find(a->busy, i, j, true);
+		size_t j = bits_find_set2(a->live, a->busy, i, i + n);
 
-		if (k == i + n)
+		if (j == i + n)
 			return i;
-		i = bits_find_clear2(a->live, a->busy, k, end);
+		i = j;
 	}
 	return end;
 }
@@ -157,26 +157,36 @@ static int populate_claimed(struct rewire_arena *a, size_t start, size_t n, bool
 }
 
 /*
- * Back claimed pages within the lock budget. The budget for their holes is
- * taken before anything is populated, so it is never exceeded, even for a
- * moment; if it is short, the cache is given back first, but only when that
- * makes room, so a failing call drops nothing. Lock held on entry and exit;
- * dropped while the kernel works.
+ * Take the lock budget for the holes of claimed pages, before anything is
+ * populated, so it is never exceeded, even for a moment; if it is short,
+ * the cache is given back first, but only when that makes room, so a failing
+ * call drops nothing. Lock held on entry and exit (dropped while the cache
+ * goes).
  */
-static int back_claimed(struct rewire_arena *a, size_t start, size_t n, bool zero)
+static int reserve(struct rewire_arena *a, size_t start, size_t n, size_t *holes)
 {
-	size_t holes = n - bits_count(a->backed, start, n);
-	int ret;
-
-	if (a->nbacked + holes > a->budget_pages) {
-		if (a->nbacked - rw_cached_pages(a) + holes > a->budget_pages)
+	*holes = n - bits_count(a->backed, start, n);
+	if (a->nbacked + *holes > a->budget_pages) {
+		if (a->nbacked - rw_cached_pages(a) + *holes > a->budget_pages)
 			return -ENOMEM;
 		rw_drop_cache(a);
 		/* Another thread may have taken the room meanwhile. */
-		if (a->nbacked + holes > a->budget_pages)
+		if (a->nbacked + *holes > a->budget_pages)
 			return -ENOMEM;
 	}
-	a->nbacked += holes;
+	a->nbacked += *holes;
+	return 0;
+}
+
+/* Back claimed pages within the lock budget. Lock held on entry and exit;
+ * dropped while the kernel works. */
+static int back_claimed(struct rewire_arena *a, size_t start, size_t n, bool zero)
+{
+	size_t holes;
+	int ret = reserve(a, start, n, &holes);
+
+	if (ret)
+		return ret;
 	unlock(a);
 	ret = populate_claimed(a, start, n, zero);
 	lock(a);
@@ -204,8 +214,8 @@ static void make_holes(struct rewire_arena *a, size_t start, size_t n)
 
 void *rewire_alloc(struct rewire_arena *a, size_t len, unsigned int flags)
 {
-	size_t n, start;
-	int ret = 0;
+	size_t n, start, holes;
+	int ret;
 
 	if (!a || !len || flags & ~ALLOC_FLAGS) {
 		errno = EINVAL;
@@ -232,22 +242,33 @@ void *rewire_alloc(struct rewire_arena *a, size_t len, unsigned int flags)
 	mark_live(a, start, n);
 	bits_set(a->head, start, 1);
 	bits_set(a->busy, start, n);
-	if (flags & REWIRE_ALLOC_HOLES)
+	if (flags & REWIRE_ALLOC_HOLES) {
 		make_holes(a, start, n);
-	else
-		ret = back_claimed(a, start, n, flags & REWIRE_ALLOC_ZERO);
-	if (ret) {
-		bits_clear(a->head, start, 1);
-		mark_free(a, start, n);
+		bits_clear(a->busy, start, n);
+		unlock(a);
+		return page_addr(a, start);
 	}
+	ret = reserve(a, start, n, &holes);
+	unlock(a);
+	if (ret)
+		holes = 0;	/* no budget taken, none to give back */
+	else
+		ret = populate_claimed(a, start, n, flags & REWIRE_ALLOC_ZERO);
+	if (!ret) {
+		/* No lock needed: the pages are this call's, and their budget
+		 * is taken. */
+		bits_set(a->backed, start, n);
+		bits_clear(a->busy, start, n);
+		return page_addr(a, start);
+	}
+	lock(a);
+	a->nbacked -= holes;
+	bits_clear(a->head, start, 1);
+	mark_free(a, start, n);
 	bits_clear(a->busy, start, n);
 	unlock(a);
-
-	if (ret) {
-		errno = -ret;
-		return NULL;
-	}
-	return page_addr(a, start);
+	errno = -ret;
+	return NULL;
 }
 
 void *rewire_zalloc(struct rewire_arena *a, size_t len)

@@ -216,7 +216,16 @@ int rewire_arena_create(const struct rewire_options *opts,
 	a = calloc(1, sizeof(*a));
 	if (!a)
 		return -ENOMEM;
-	pthread_mutex_init(&a->lock, NULL);
+	/* Held for tens of nanoseconds at a time: spin a little before
+	 * sleeping on it. */
+	{
+		pthread_mutexattr_t attr;
+
+		pthread_mutexattr_init(&attr);
+		pthread_mutexattr_settype(&attr, PTHREAD_MUTEX_ADAPTIVE_NP);
+		pthread_mutex_init(&a->lock, &attr);
+		pthread_mutexattr_destroy(&attr);
+	}
 	a->page_size = page_size;
 	a->page_shift = (unsigned int)__builtin_ctzl(page_size);
 	a->npages = (opts->reserve + page_size - 1) >> a->page_shift;
@@ -422,10 +431,10 @@ int rewire_arena_stats(struct rewire_arena *a, struct rewire_stats *st)
 	st->free = (a->npages - a->nlive) << a->page_shift;
 	st->backed = a->nbacked << a->page_shift;
 	st->locked = locked;
-	st->batches = a->batches;
-	st->ops = a->ops;
-	st->pages_remapped = a->pages_remapped;
-	st->pages_copied = a->pages_copied;
+	st->batches = __atomic_load_n(&a->batches, __ATOMIC_RELAXED);
+	st->ops = __atomic_load_n(&a->ops, __ATOMIC_RELAXED);
+	st->pages_remapped = __atomic_load_n(&a->pages_remapped, __ATOMIC_RELAXED);
+	st->pages_copied = __atomic_load_n(&a->pages_copied, __ATOMIC_RELAXED);
 	st->cached = rw_cached_pages(a) << a->page_shift;
 	pthread_mutex_unlock(&a->lock);
 	return 0;

@@ -140,6 +140,15 @@ static void claim_op(struct rewire_arena *a, const struct page_op *op, bool clai
 		bits_assign(a->busy, page_index(a, op->src), op->npages, claim);
 }
 
+/* The counters, updated without the lock. */
+static void count(struct rewire_arena *a, const struct apply_result *res)
+{
+	__atomic_add_fetch(&a->batches, 1, __ATOMIC_RELAXED);
+	__atomic_add_fetch(&a->ops, res->done, __ATOMIC_RELAXED);
+	__atomic_add_fetch(&a->pages_remapped, res->remapped, __ATOMIC_RELAXED);
+	__atomic_add_fetch(&a->pages_copied, res->copied, __ATOMIC_RELAXED);
+}
+
 /* The outcome of a backend call: operations not applied get their state
  * back, and the counters count. Lock held. */
 static void record(struct rewire_arena *a, const struct page_op *ops, size_t nops,
@@ -148,10 +157,7 @@ static void record(struct rewire_arena *a, const struct page_op *ops, size_t nop
 	if (ret)
 		for (size_t i = nops; i-- > res->done;)
 			rw_apply_state(a, &ops[i], true);
-	a->batches++;
-	a->ops += res->done;
-	a->pages_remapped += res->remapped;
-	a->pages_copied += res->copied;
+	count(a, res);
 }
 
 static int backend_apply(struct rewire_arena *a, const struct page_op *ops, size_t nops,
@@ -223,11 +229,20 @@ int rewire_batch(struct rewire_arena *a, const struct rewire_op *uops,
 			claim_op(a, &ops[k], true);
 		pthread_mutex_unlock(&a->lock);
 		ret = backend_apply(a, ops, nops, &res);
-		pthread_mutex_lock(&a->lock);
-		record(a, ops, nops, &res, ret);
+		/*
+		 * Success needs no lock: the states were recorded before, and
+		 * releasing a claim is clearing bits no other call changes.
+		 */
+		if (ret) {
+			pthread_mutex_lock(&a->lock);
+			record(a, ops, nops, &res, ret);
+		} else {
+			count(a, &res);
+		}
 		for (size_t k = 0; k < nops; k++)
 			claim_op(a, &ops[k], false);
-		pthread_mutex_unlock(&a->lock);
+		if (ret)
+			pthread_mutex_unlock(&a->lock);
 	}
 
 	/* i is the number of operations checked, and so lowered. */

@@ -86,15 +86,34 @@ static int copy_move(struct rewire_arena *a, char *dst, char *src, size_t n, boo
  * so it is cleared before it is freed: no copy of the arena's data is left
  * where it may be swapped out.
  */
+static pthread_key_t scratch_key;
+static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
+
+static void make_scratch_key(void)
+{
+	pthread_key_create(&scratch_key, free);
+}
+
+/* The calling thread's scratch page, made on first use, freed at its exit. */
 static char *scratch_page(const struct rewire_arena *a)
 {
-	return aligned_alloc(a->page_size, a->page_size);
+	char *p;
+
+	pthread_once(&scratch_once, make_scratch_key);
+	p = pthread_getspecific(scratch_key);
+	if (!p) {
+		p = aligned_alloc(a->page_size, a->page_size);
+		if (p && pthread_setspecific(scratch_key, p)) {
+			free(p);
+			p = NULL;
+		}
+	}
+	return p;
 }
 
 static void free_scratch(const struct rewire_arena *a, char *scratch)
 {
 	explicit_bzero(scratch, a->page_size);
-	free(scratch);
 }
 
 static int copy_swap(struct rewire_arena *a, char *x, char *y, size_t n)
@@ -122,7 +141,6 @@ static int copy_permute(struct rewire_arena *a, char *base, const size_t *perm,
 
 	if (!from || !scratch) {
 		free(from);
-		free(scratch);
 		return -ENOMEM;
 	}
 	for (size_t i = 0; i < n; i++)

@@ -323,7 +323,8 @@ static void *race_operator(void *arg)
 {
 	struct race *r = arg;
 
-	for (;;) {
+	/* A bounded number of tries, so that the free is not starved. */
+	for (int tries = 0; tries < 2000; tries++) {
 		int freed = __atomic_load_n(&r->freed, __ATOMIC_ACQUIRE);
 		int ret = rewire_swap(arena, r->run, r->run + page_size, page_size);
 
@@ -336,8 +337,9 @@ static void *race_operator(void *arg)
 		else
 			r->other++;
 		if (freed && ret == -EFAULT)
-			return NULL;
+			break;
 	}
+	return NULL;
 }
 
 static void free_races(int rounds)
