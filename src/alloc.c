@@ -25,55 +25,65 @@ static void unlock(struct rewire_arena *a)
 	pthread_mutex_unlock(&a->lock);
 }
 
-/* Lowest index of n pages free and unclaimed, or npages. Lock held. */
-size_t rw_find_free(const struct rewire_arena *a, size_t n)
+/*
+ * Claim the lowest n pages that are free and unclaimed, and return their
+ * index, or npages. Lock held, so no other allocation or free runs; a page
+ * operation may claim free pages for a moment (it then fails), so a claim
+ * that fails moves the search on.
+ */
+static size_t claim_free(struct rewire_arena *a, size_t n)
 {
 	size_t i = a->first_free, end = a->npages;
 
 	while (n <= end && (i = bits_find_clear2(a->live, a->busy, i, end - n + 1)) <= end - n) {
 		size_t j = bits_find_set2(a->live, a->busy, i, i + n);
 
-		if (j == i + n)
+		if (j < i + n)
+			i = j;
+		else if (bits_claim(a->busy, i, n))
 			return i;
-		i = j;
+		else
+			i++;
 	}
 	return end;
 }
 
 /*
  * Claim n free pages that are all holes, to stage pages in, or NULL. Cached
- * pages are left alone: staging never changes what the arena holds.
+ * pages are left alone: staging never changes what the arena holds. No
+ * lock: pages change state only under a claim, so once the claim is taken
+ * they are checked again.
  */
 char *rw_claim_stage(struct rewire_arena *a, size_t n)
 {
 	size_t i, end = a->npages;
 
-	lock(a);
-	for (i = a->first_free; i < end;) {
+	for (i = __atomic_load_n(&a->first_free, __ATOMIC_RELAXED); i < end;) {
 		size_t stop;
 
 		i = bits_find_clear2(a->live, a->busy, i, end);
 		i = bits_find(a->backed, i, end, false);
 		if (i >= end || bit_test(a->live, i) || bit_test(a->busy, i))
 			continue;
-		stop = bits_find(a->live, i, end, true);
-		stop = bits_find(a->busy, i, stop, true);
+		stop = bits_find_set2(a->live, a->busy, i, end);
 		stop = bits_find(a->backed, i, stop, true);
-		if (stop - i >= n) {
-			bits_set(a->busy, i, n);
-			break;
+		if (stop - i < n) {
+			i = stop;
+			continue;
 		}
-		i = stop;
+		if (bits_claim(a->busy, i, n)) {
+			if (bits_all(a->live, i, n, false) && bits_all(a->backed, i, n, false))
+				return page_addr(a, i);
+			bits_release(a->busy, i, n);
+		}
+		i++;
 	}
-	unlock(a);
-	return i < end ? page_addr(a, i) : NULL;
+	return NULL;
 }
 
 void rw_release(struct rewire_arena *a, const char *p, size_t n)
 {
-	lock(a);
-	bits_clear(a->busy, page_index(a, p), n);
-	unlock(a);
+	bits_release(a->busy, page_index(a, p), n);
 }
 
 /* The run starting at p, or -EINVAL. Lock held. */
@@ -98,8 +108,10 @@ static void mark_live(struct rewire_arena *a, size_t start, size_t n)
 {
 	bits_set(a->live, start, n);
 	a->nlive += n;
+	/* Stores of first_free are atomic: staging reads it without the lock. */
 	if (start <= a->first_free)
-		a->first_free = bits_find(a->live, start, a->npages, false);
+		__atomic_store_n(&a->first_free, bits_find(a->live, start, a->npages, false),
+				 __ATOMIC_RELAXED);
 }
 
 static void mark_free(struct rewire_arena *a, size_t start, size_t n)
@@ -107,7 +119,7 @@ static void mark_free(struct rewire_arena *a, size_t start, size_t n)
 	bits_clear(a->live, start, n);
 	a->nlive -= n;
 	if (start < a->first_free)
-		a->first_free = start;
+		__atomic_store_n(&a->first_free, start, __ATOMIC_RELAXED);
 }
 
 /*
@@ -123,7 +135,7 @@ static void free_claimed(struct rewire_arena *a, size_t start, size_t n)
 		lock(a);
 	}
 	mark_free(a, start, n);
-	bits_clear(a->busy, start, n);
+	bits_release(a->busy, start, n);
 }
 
 /* Back the holes of claimed pages, zeroing the others if asked; no lock. */
@@ -232,19 +244,18 @@ void *rewire_alloc(struct rewire_arena *a, size_t len, unsigned int flags)
 	n = (len + a->page_size - 1) >> a->page_shift;
 
 	lock(a);
-	start = rw_find_free(a, n);
+	start = claim_free(a, n);
 	if (start == a->npages) {
 		unlock(a);
 		errno = ENOMEM;
 		return NULL;
 	}
-	/* Claimed, and a run already, so no other run grows into it. */
+	/* A run already, so no other run grows into it. */
 	mark_live(a, start, n);
 	bits_set(a->head, start, 1);
-	bits_set(a->busy, start, n);
 	if (flags & REWIRE_ALLOC_HOLES) {
 		make_holes(a, start, n);
-		bits_clear(a->busy, start, n);
+		bits_release(a->busy, start, n);
 		unlock(a);
 		return page_addr(a, start);
 	}
@@ -258,14 +269,14 @@ void *rewire_alloc(struct rewire_arena *a, size_t len, unsigned int flags)
 		/* No lock needed: the pages are this call's, and their budget
 		 * is taken. */
 		bits_set(a->backed, start, n);
-		bits_clear(a->busy, start, n);
+		bits_release(a->busy, start, n);
 		return page_addr(a, start);
 	}
 	lock(a);
 	a->nbacked -= holes;
 	bits_clear(a->head, start, 1);
 	mark_free(a, start, n);
-	bits_clear(a->busy, start, n);
+	bits_release(a->busy, start, n);
 	unlock(a);
 	errno = -ret;
 	return NULL;
@@ -290,10 +301,9 @@ int rewire_free(struct rewire_arena *a, void *p)
 	lock(a);
 	ret = run_at(a, p, &start, &n);
 	/* Another thread operates on the run, or frees it too. */
-	if (!ret && !bits_all(a->busy, start, n, false))
+	if (!ret && !bits_claim(a->busy, start, n))
 		ret = -EBUSY;
 	if (!ret) {
-		bits_set(a->busy, start, n);
 		free_claimed(a, start, n);
 		bits_clear(a->head, start, 1);
 	}
@@ -409,23 +419,21 @@ static int resize(struct rewire_arena *a, size_t start, size_t old_n, size_t new
 
 	*new_start = start;
 	if (new_n <= old_n) {
-		if (new_n < old_n) {
-			bits_set(a->busy, start + new_n, old_n - new_n);
+		/* The tail is claimed with the run: free it. */
+		if (new_n < old_n)
 			free_claimed(a, start + new_n, old_n - new_n);
-		}
 		return 0;
 	}
 	if (grow <= a->npages - tail && bits_all(a->live, tail, grow, false) &&
-	    bits_all(a->busy, tail, grow, false)) {
+	    bits_claim(a->busy, tail, grow)) {
 		mark_live(a, tail, grow);
-		bits_set(a->busy, tail, grow);
 		ret = back_claimed(a, tail, grow, false);
 		if (ret)
 			mark_free(a, tail, grow);
-		bits_clear(a->busy, tail, grow);
+		bits_release(a->busy, tail, grow);
 		return ret;
 	}
-	to = rw_find_free(a, new_n);
+	to = claim_free(a, new_n);
 	if (to == a->npages)
 		return -ENOMEM;
 	/*
@@ -436,12 +444,15 @@ static int resize(struct rewire_arena *a, size_t start, size_t old_n, size_t new
 	 */
 	short_of_budget = a->nbacked + grow - bits_count(a->backed, to + old_n, grow) >
 			  a->budget_pages;
-	if (short_of_budget && a->nbacked - rw_cached_pages(a) + grow > a->budget_pages)
+	/* The new place is claimed, so its cached pages count apart. */
+	if (short_of_budget && a->nbacked - rw_cached_pages(a) -
+	    bits_count(a->backed, to, new_n) + grow > a->budget_pages) {
+		bits_release(a->busy, to, new_n);
 		return -ENOMEM;
-	/* Claimed, and a run already, so no other run grows into it. */
+	}
+	/* A run already, so no other run grows into it. */
 	mark_live(a, to, new_n);
 	bits_set(a->head, to, 1);
-	bits_set(a->busy, to, new_n);
 	if (short_of_budget) {
 		make_holes(a, to, new_n);
 		rw_drop_cache(a);
@@ -454,7 +465,7 @@ static int resize(struct rewire_arena *a, size_t start, size_t old_n, size_t new
 	if (ret == -EIO) {
 		/* Keep both ranges, the new one a run of its own: nothing is
 		 * dropped, nothing reused. */
-		bits_clear(a->busy, to, new_n);
+		bits_release(a->busy, to, new_n);
 		return ret;
 	}
 	if (ret) {
@@ -465,7 +476,7 @@ static int resize(struct rewire_arena *a, size_t start, size_t old_n, size_t new
 	/* The old place is free (its claim released) once it holds nothing. */
 	free_claimed(a, start, old_n);
 	bits_clear(a->head, start, 1);
-	bits_clear(a->busy, to, new_n);
+	bits_release(a->busy, to, new_n);
 	*new_start = to;
 	return 0;
 }
@@ -493,13 +504,12 @@ void *rewire_realloc(struct rewire_arena *a, void *p, size_t len)
 	lock(a);
 	ret = run_at(a, p, &start, &old_n);
 	/* Another thread operates on the run, frees or resizes it. */
-	if (!ret && !bits_all(a->busy, start, old_n, false))
+	if (!ret && !bits_claim(a->busy, start, old_n))
 		ret = -EBUSY;
 	if (!ret) {
-		bits_set(a->busy, start, old_n);
 		ret = resize(a, start, old_n, new_n, &new_start);
 		if (new_start == start)
-			bits_clear(a->busy, start, new_n < old_n ? new_n : old_n);
+			bits_release(a->busy, start, new_n < old_n ? new_n : old_n);
 	}
 	unlock(a);
 	if (ret) {

@@ -357,8 +357,9 @@ int rw_drop_cache(struct rewire_arena *a)
 				}
 				v = w;
 			}
-			v[nv++] = (struct stretch){ k, m - k, false };
-			bits_set(a->busy, k, m - k);
+			/* A page operation may hold free pages for a moment. */
+			if (bits_claim(a->busy, k, m - k))
+				v[nv++] = (struct stretch){ k, m - k, false };
 			k = m;
 		}
 		i = end;
@@ -369,7 +370,7 @@ claimed:
 		v[k].dropped = !rw_pages_discard(a, v[k].start, v[k].n);
 	pthread_mutex_lock(&a->lock);
 	for (size_t k = 0; k < nv; k++) {
-		bits_clear(a->busy, v[k].start, v[k].n);
+		bits_release(a->busy, v[k].start, v[k].n);
 		if (!v[k].dropped)
 			continue;
 		bits_clear(a->backed, v[k].start, v[k].n);

@@ -51,6 +51,41 @@ static inline void bits_assign(uint64_t *map, size_t start, size_t n, bool v)
 	}
 }
 
+/*
+ * Claim [start, start + n): set its bits if none is set, one word at a time
+ * with compare-and-swap, in ascending order. If one is set, the words taken
+ * are given back and nothing is claimed. Claims that overlap cannot both
+ * succeed; each may fail.
+ */
+static inline bool bits_claim(uint64_t *map, size_t start, size_t n)
+{
+	size_t end = start + n, first = start / BITS_PER_WORD;
+
+	for (size_t w = first; n && w <= (end - 1) / BITS_PER_WORD; w++) {
+		uint64_t m = word_mask(w, start, end), old = word_at(map, w);
+
+		do {
+			if (old & m) {
+				for (size_t u = first; u < w; u++)
+					__atomic_fetch_and(&map[u], ~word_mask(u, start, end),
+							   __ATOMIC_RELEASE);
+				return false;
+			}
+		} while (!__atomic_compare_exchange_n(&map[w], &old, old | m, true,
+						      __ATOMIC_ACQUIRE, __ATOMIC_RELAXED));
+	}
+	return true;
+}
+
+/* Give a claim back; what was done under it is seen by the next claimer. */
+static inline void bits_release(uint64_t *map, size_t start, size_t n)
+{
+	size_t end = start + n;
+
+	for (size_t w = start / BITS_PER_WORD; n && w <= (end - 1) / BITS_PER_WORD; w++)
+		__atomic_fetch_and(&map[w], ~word_mask(w, start, end), __ATOMIC_RELEASE);
+}
+
 static inline void bits_set(uint64_t *map, size_t start, size_t n)
 {
 	bits_assign(map, start, n, true);

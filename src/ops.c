@@ -23,10 +23,81 @@ static int check_range(const struct rewire_arena *a, const void *p, size_t len,
 	*first = page_index(a, p);
 	if (!bits_all(a->live, *first, len >> a->page_shift, true))
 		return -EFAULT;
-	/* Another thread's call is working on these pages. */
-	if (!bits_all(a->busy, *first, len >> a->page_shift, false))
-		return -EBUSY;
 	return 0;
+}
+
+/* Pages [start, start + n) of the arena. */
+struct span {
+	size_t start, n;
+};
+
+/* The span of [p, p + len), if it is page aligned, not empty and inside the
+ * arena; check_range reports what is wrong with the others. */
+static bool span_of(const struct rewire_arena *a, const void *p, size_t len, struct span *s)
+{
+	uintptr_t addr = (uintptr_t)p, base = (uintptr_t)a->base;
+	size_t size = a->npages << a->page_shift;
+
+	if ((addr | len) & (a->page_size - 1) || !len || addr < base || addr - base >= size ||
+	    len > size - (addr - base))
+		return false;
+	s->start = (addr - base) >> a->page_shift;
+	s->n = len >> a->page_shift;
+	return true;
+}
+
+static int by_start(const void *x, const void *y)
+{
+	const struct span *a = x, *b = y;
+
+	return (a->start > b->start) - (a->start < b->start);
+}
+
+/*
+ * Claim every page a batch names before checking anything: pages change
+ * state only under a claim, so what is checked then stays true until the
+ * batch is done, and no lock is needed. The ranges of one batch may overlap
+ * each other: they are merged first, then claimed in address order.
+ * -EBUSY, with nothing claimed, if another call holds one of the pages.
+ */
+static int claim_batch(struct rewire_arena *a, const struct rewire_op *uops, size_t nops,
+		       struct span *sp, size_t *nsp)
+{
+	size_t k = 0, m = 0;
+
+	for (size_t i = 0; i < nops; i++) {
+		if (span_of(a, uops[i].dst, uops[i].len, &sp[k]))
+			k++;
+		if (uops[i].type != REWIRE_OP_PERMUTE && span_of(a, uops[i].src, uops[i].len, &sp[k]))
+			k++;
+	}
+	if (k > 1)
+		qsort(sp, k, sizeof(*sp), by_start);
+	for (size_t i = 0; i < k; i++) {
+		if (m && sp[i].start <= sp[m - 1].start + sp[m - 1].n) {
+			size_t end = sp[i].start + sp[i].n;
+
+			if (end > sp[m - 1].start + sp[m - 1].n)
+				sp[m - 1].n = end - sp[m - 1].start;
+		} else {
+			sp[m++] = sp[i];
+		}
+	}
+	for (size_t i = 0; i < m; i++) {
+		if (!bits_claim(a->busy, sp[i].start, sp[i].n)) {
+			while (i-- > 0)
+				bits_release(a->busy, sp[i].start, sp[i].n);
+			return -EBUSY;
+		}
+	}
+	*nsp = m;
+	return 0;
+}
+
+static void release_batch(struct rewire_arena *a, const struct span *sp, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		bits_release(a->busy, sp[i].start, sp[i].n);
 }
 
 static bool overlap(const void *x, const void *y, size_t len)
@@ -132,14 +203,6 @@ static int check_op(const struct rewire_arena *a, const struct rewire_op *uop,
 	}
 }
 
-/* Claim (or release) the pages an operation works on. Lock held. */
-static void claim_op(struct rewire_arena *a, const struct page_op *op, bool claim)
-{
-	bits_assign(a->busy, page_index(a, op->dst), op->npages, claim);
-	if (op->src)
-		bits_assign(a->busy, page_index(a, op->src), op->npages, claim);
-}
-
 /* The counters, updated without the lock. */
 static void count(struct rewire_arena *a, const struct apply_result *res)
 {
@@ -150,7 +213,7 @@ static void count(struct rewire_arena *a, const struct apply_result *res)
 }
 
 /* The outcome of a backend call: operations not applied get their state
- * back, and the counters count. Lock held. */
+ * back, and the counters count. The pages are claimed. */
 static void record(struct rewire_arena *a, const struct page_op *ops, size_t nops,
 		   const struct apply_result *res, int ret)
 {
@@ -189,17 +252,18 @@ int rw_ops_apply(struct rewire_arena *a, const struct page_op *ops, size_t nops,
 }
 
 /*
- * Validate every operation against the page states the ones before it
- * leave, claim all their pages, and hand the batch to the backend without
- * the lock: batches on disjoint pages run in parallel.
+ * Claim every page of the batch, validate every operation against the page
+ * states the ones before it leave, and hand the batch to the backend. No
+ * lock: batches on disjoint pages run in parallel.
  */
 int rewire_batch(struct rewire_arena *a, const struct rewire_op *uops,
 		 size_t nops, size_t *donep)
 {
 	struct apply_result res = { 0, 0, 0 };
 	struct page_op one, *ops;
-	size_t i;
-	int ret = 0;
+	struct span two[2], *sp;
+	size_t i = 0, nsp = 0;
+	int ret;
 
 	if (donep)
 		*donep = 0;
@@ -210,10 +274,14 @@ int rewire_batch(struct rewire_arena *a, const struct rewire_op *uops,
 	if (!nops)
 		return 0;
 	ops = nops == 1 ? &one : calloc(nops, sizeof(*ops));
-	if (!ops)
-		return -ENOMEM;
-
-	pthread_mutex_lock(&a->lock);
+	sp = nops == 1 ? two : calloc(2 * nops, sizeof(*sp));
+	if (!ops || !sp) {
+		ret = -ENOMEM;
+		goto out;
+	}
+	ret = claim_batch(a, uops, nops, sp, &nsp);
+	if (ret)
+		goto out;
 	for (i = 0; i < nops; i++) {
 		ret = check_op(a, &uops[i], &ops[i]);
 		if (ret)
@@ -223,34 +291,21 @@ int rewire_batch(struct rewire_arena *a, const struct rewire_op *uops,
 	if (ret) {
 		for (size_t k = i; k-- > 0;)
 			rw_apply_state(a, &ops[k], true);
-		pthread_mutex_unlock(&a->lock);
 	} else {
-		for (size_t k = 0; k < nops; k++)
-			claim_op(a, &ops[k], true);
-		pthread_mutex_unlock(&a->lock);
 		ret = backend_apply(a, ops, nops, &res);
-		/*
-		 * Success needs no lock: the states were recorded before, and
-		 * releasing a claim is clearing bits no other call changes.
-		 */
-		if (ret) {
-			pthread_mutex_lock(&a->lock);
-			record(a, ops, nops, &res, ret);
-		} else {
-			count(a, &res);
-		}
-		for (size_t k = 0; k < nops; k++)
-			claim_op(a, &ops[k], false);
-		if (ret)
-			pthread_mutex_unlock(&a->lock);
+		record(a, ops, nops, &res, ret);
 	}
+	release_batch(a, sp, nsp);
 
 	/* i is the number of operations checked, and so lowered. */
 	while (i-- > 0)
 		if (ops[i].type == REWIRE_OP_PERMUTE)
 			free((size_t *)ops[i].perm);
+out:
 	if (ops != &one)
 		free(ops);
+	if (sp != two)
+		free(sp);
 	if (donep)
 		*donep = res.done;
 	return ret;
@@ -259,7 +314,9 @@ int rewire_batch(struct rewire_arena *a, const struct rewire_op *uops,
 /* Turn pages of live runs into holes; their data is dropped. */
 int rewire_discard(struct rewire_arena *a, void *addr, size_t len)
 {
+	struct span sp;
 	size_t first, n;
+	bool claimed;
 	int ret;
 
 	if (!a)
@@ -267,22 +324,24 @@ int rewire_discard(struct rewire_arena *a, void *addr, size_t len)
 	if (arena_forked(a))
 		return -EFAULT;
 	n = len >> a->page_shift;
-	pthread_mutex_lock(&a->lock);
+	/* Claimed first, as a batch: then checked, and dropped without the lock. */
+	claimed = span_of(a, addr, len, &sp);
+	if (claimed && !bits_claim(a->busy, sp.start, sp.n))
+		return -EBUSY;
 	ret = check_range(a, addr, len, &first);
 	if (!ret) {
 		size_t backed = bits_count(a->backed, first, n);
 
-		bits_set(a->busy, first, n);
-		pthread_mutex_unlock(&a->lock);
 		ret = rw_pages_discard(a, first, n);
-		pthread_mutex_lock(&a->lock);
 		if (!ret) {
 			bits_clear(a->backed, first, n);
+			pthread_mutex_lock(&a->lock);
 			a->nbacked -= backed;
+			pthread_mutex_unlock(&a->lock);
 		}
-		bits_clear(a->busy, first, n);
 	}
-	pthread_mutex_unlock(&a->lock);
+	if (claimed)
+		bits_release(a->busy, sp.start, sp.n);
 	return ret;
 }
 
