@@ -3,6 +3,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <sched.h>
 #include <string.h>
 
 #include "bitmap.h"
@@ -26,26 +27,45 @@ static void unlock(struct rewire_arena *a)
 }
 
 /*
- * Claim the lowest n pages that are free and unclaimed, and return their
- * index, or npages. Lock held, so no other allocation or free runs; a page
- * operation may claim free pages for a moment (it then fails), so a claim
- * that fails moves the search on.
+ * Claim the lowest n pages that are free and unclaimed from from on, and
+ * return their index, or npages. No lock: a claim that fails (another call
+ * took a page first) moves the search on, and one that succeeds is checked
+ * again, as pages change state only under a claim.
  */
-static size_t claim_free(struct rewire_arena *a, size_t n)
+static size_t claim_free_from(struct rewire_arena *a, size_t n, size_t i)
 {
-	size_t i = a->first_free, end = a->npages;
+	size_t end = a->npages;
 
 	while (n <= end && (i = bits_find_clear2(a->live, a->busy, i, end - n + 1)) <= end - n) {
 		size_t j = bits_find_set2(a->live, a->busy, i, i + n);
 
-		if (j < i + n)
+		if (j < i + n) {
 			i = j;
-		else if (bits_claim(a->busy, i, n))
-			return i;
-		else
-			i++;
+			continue;
+		}
+		/* Only free pages: a claim of a live page, however short, could
+		 * make its owner's call fail. */
+		if (bits_claim_unless(a->busy, a->live, i, n)) {
+			if (bits_all(a->live, i, n, false))
+				return i;
+			bits_release(a->busy, i, n);
+		}
+		i++;
 	}
 	return end;
+}
+
+/*
+ * first_free is a hint: no free page below it, as far as this thread saw.
+ * Threads may leave it too high for a moment, so a search that finds
+ * nothing from it looks again from the start.
+ */
+static size_t claim_free(struct rewire_arena *a, size_t n)
+{
+	size_t from = __atomic_load_n(&a->first_free, __ATOMIC_RELAXED);
+	size_t i = claim_free_from(a, n, from);
+
+	return i == a->npages && from ? claim_free_from(a, n, 0) : i;
 }
 
 /*
@@ -71,7 +91,7 @@ char *rw_claim_stage(struct rewire_arena *a, size_t n)
 			i = stop;
 			continue;
 		}
-		if (bits_claim(a->busy, i, n)) {
+		if (bits_claim_unless(a->busy, a->live, i, n)) {
 			if (bits_all(a->live, i, n, false) && bits_all(a->backed, i, n, false))
 				return page_addr(a, i);
 			bits_release(a->busy, i, n);
@@ -79,6 +99,22 @@ char *rw_claim_stage(struct rewire_arena *a, size_t n)
 		i++;
 	}
 	return NULL;
+}
+
+/*
+ * Claim pages of live runs for a call of their owner. Another call holds
+ * them (EBUSY, false), or a search for free pages touched them for an
+ * instant: a few tries tell which.
+ */
+bool rw_claim(struct rewire_arena *a, size_t start, size_t n)
+{
+	for (int tries = 0; tries < 32; tries++) {
+		if (bits_claim(a->busy, start, n))
+			return true;
+		if (tries % 8 == 7)
+			sched_yield();
+	}
+	return false;
 }
 
 void rw_release(struct rewire_arena *a, const char *p, size_t n)
@@ -97,44 +133,72 @@ static int run_at(const struct rewire_arena *a, const void *p, size_t *start, si
 	*start = page_index(a, p);
 	if (!bit_test(a->head, *start))
 		return -EINVAL;
-	/* A run ends at the first free page or at the next run's head. */
-	*n = bits_find(a->live, *start + 1, a->npages, false);
-	*n = bits_find(a->head, *start + 1, *n, true) - *start;
+	/*
+	 * A run ends at the first free page or at the next run's head. A
+	 * neighbour being allocated or freed changes both without a lock: read
+	 * until two readings agree.
+	 */
+	for (size_t prev = 0, tries = 0; tries < 16; tries++) {
+		*n = bits_find(a->live, *start + 1, a->npages, false);
+		*n = bits_find(a->head, *start + 1, *n, true) - *start;
+		if (*n == prev)
+			break;
+		prev = *n;
+	}
 	return 0;
 }
 
-/* Lock held, as for mark_free. */
-static void mark_live(struct rewire_arena *a, size_t start, size_t n)
+/*
+ * Claimed pages become a run, or free. The counters and the hint are kept
+ * with atomics: no lock. The head is set before the pages are live, so that
+ * no run before them seems to grow into them.
+ */
+static void mark_live(struct rewire_arena *a, size_t start, size_t n, bool head)
 {
+	size_t hint = start;
+
+	if (head)
+		bits_set(a->head, start, 1);
 	bits_set(a->live, start, n);
-	a->nlive += n;
-	/* Stores of first_free are atomic: staging reads it without the lock. */
-	if (start <= a->first_free)
-		__atomic_store_n(&a->first_free, bits_find(a->live, start, a->npages, false),
-				 __ATOMIC_RELAXED);
+	__atomic_add_fetch(&a->nlive, n, __ATOMIC_RELAXED);
+	/* Move the hint past these pages only if nothing lowered it meanwhile. */
+	__atomic_compare_exchange_n(&a->first_free, &hint,
+				    bits_find_clear2(a->live, a->busy, start, a->npages), false,
+				    __ATOMIC_RELAXED, __ATOMIC_RELAXED);
 }
 
 static void mark_free(struct rewire_arena *a, size_t start, size_t n)
 {
+	size_t hint = __atomic_load_n(&a->first_free, __ATOMIC_RELAXED);
+
 	bits_clear(a->live, start, n);
-	a->nlive -= n;
-	if (start < a->first_free)
-		__atomic_store_n(&a->first_free, start, __ATOMIC_RELAXED);
+	__atomic_sub_fetch(&a->nlive, n, __ATOMIC_RELAXED);
+	while (start < hint && !__atomic_compare_exchange_n(&a->first_free, &hint, start, false,
+							    __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+		;
 }
 
 /*
- * Free claimed pages: holes the program touched are discarded first,
- * without the lock, so the pages go back holding only what the arena
- * counts (backed pages stay, as the cache). Lock held on entry and exit.
+ * Free claimed pages and release them: holes the program touched are
+ * discarded first, without the lock (dropped if the caller holds it), so
+ * the pages go back holding only what the arena counts (backed pages stay,
+ * as the cache).
  */
-static void free_claimed(struct rewire_arena *a, size_t start, size_t n)
+static void free_claimed(struct rewire_arena *a, size_t start, size_t n, bool head,
+			 bool locked)
 {
 	if (bits_count(a->backed, start, n) < n) {
-		unlock(a);
+		if (locked)
+			unlock(a);
 		rw_discard_hole_pages(a, start, n);
-		lock(a);
+		if (locked)
+			lock(a);
 	}
+	/* Not live first, then no head: no run before it seems to grow into
+	 * it; and both before the claim goes, so no new run loses its head. */
 	mark_free(a, start, n);
+	if (head)
+		bits_clear(a->head, start, 1);
 	bits_release(a->busy, start, n);
 }
 
@@ -170,24 +234,37 @@ static int populate_claimed(struct rewire_arena *a, size_t start, size_t n, bool
 
 /*
  * Take the lock budget for the holes of claimed pages, before anything is
- * populated, so it is never exceeded, even for a moment; if it is short,
- * the cache is given back first, but only when that makes room, so a failing
- * call drops nothing. Lock held on entry and exit (dropped while the cache
- * goes).
+ * populated, so it is never exceeded, even for a moment: with a
+ * compare-and-swap, no lock. If it is short, the cache is given back first
+ * (with the lock), but only when that makes room, so a failing call drops
+ * nothing. The lock is held on entry and exit if locked.
  */
-static int reserve(struct rewire_arena *a, size_t start, size_t n, size_t *holes)
+static int reserve(struct rewire_arena *a, size_t start, size_t n, size_t *holes, bool locked)
 {
+	size_t used = __atomic_load_n(&a->nbacked, __ATOMIC_RELAXED);
+	int ret = 0;
+
 	*holes = n - bits_count(a->backed, start, n);
-	if (a->nbacked + *holes > a->budget_pages) {
-		if (a->nbacked - rw_cached_pages(a) + *holes > a->budget_pages)
-			return -ENOMEM;
+	while (used + *holes <= a->budget_pages)
+		if (__atomic_compare_exchange_n(&a->nbacked, &used, used + *holes, true,
+						__ATOMIC_RELAXED, __ATOMIC_RELAXED))
+			return 0;
+	if (!locked)
+		lock(a);
+	if (__atomic_load_n(&a->nbacked, __ATOMIC_RELAXED) - rw_cached_pages(a) + *holes >
+	    a->budget_pages)
+		ret = -ENOMEM;
+	else
 		rw_drop_cache(a);
+	used = __atomic_load_n(&a->nbacked, __ATOMIC_RELAXED);
+	while (!ret && !__atomic_compare_exchange_n(&a->nbacked, &used, used + *holes, true,
+						    __ATOMIC_RELAXED, __ATOMIC_RELAXED))
 		/* Another thread may have taken the room meanwhile. */
-		if (a->nbacked + *holes > a->budget_pages)
-			return -ENOMEM;
-	}
-	a->nbacked += *holes;
-	return 0;
+		if (used + *holes > a->budget_pages)
+			ret = -ENOMEM;
+	if (!locked)
+		unlock(a);
+	return ret;
 }
 
 /* Back claimed pages within the lock budget. Lock held on entry and exit;
@@ -195,7 +272,7 @@ static int reserve(struct rewire_arena *a, size_t start, size_t n, size_t *holes
 static int back_claimed(struct rewire_arena *a, size_t start, size_t n, bool zero)
 {
 	size_t holes;
-	int ret = reserve(a, start, n, &holes);
+	int ret = reserve(a, start, n, &holes, true);
 
 	if (ret)
 		return ret;
@@ -203,27 +280,31 @@ static int back_claimed(struct rewire_arena *a, size_t start, size_t n, bool zer
 	ret = populate_claimed(a, start, n, zero);
 	lock(a);
 	if (ret) {
-		a->nbacked -= holes;
+		__atomic_sub_fetch(&a->nbacked, holes, __ATOMIC_RELAXED);
 		return ret;
 	}
 	bits_set(a->backed, start, n);
 	return 0;
 }
 
-/* Turn every claimed page into a hole, dropping cached data; lock held. */
-static void make_holes(struct rewire_arena *a, size_t start, size_t n)
+/* Turn every claimed page into a hole, dropping cached data; the lock, if
+ * held, is dropped while the kernel works. */
+static void make_holes(struct rewire_arena *a, size_t start, size_t n, bool locked)
 {
 	size_t backed = bits_count(a->backed, start, n);
 
 	if (!backed)
 		return;
-	unlock(a);
+	if (locked)
+		unlock(a);
 	rw_pages_discard(a, start, n);
-	lock(a);
+	if (locked)
+		lock(a);
 	bits_clear(a->backed, start, n);
-	a->nbacked -= backed;
+	__atomic_sub_fetch(&a->nbacked, backed, __ATOMIC_RELAXED);
 }
 
+/* No lock, but to give the cache back when the budget is short. */
 void *rewire_alloc(struct rewire_arena *a, size_t len, unsigned int flags)
 {
 	size_t n, start, holes;
@@ -243,41 +324,31 @@ void *rewire_alloc(struct rewire_arena *a, size_t len, unsigned int flags)
 	}
 	n = (len + a->page_size - 1) >> a->page_shift;
 
-	lock(a);
 	start = claim_free(a, n);
 	if (start == a->npages) {
-		unlock(a);
 		errno = ENOMEM;
 		return NULL;
 	}
-	/* A run already, so no other run grows into it. */
-	mark_live(a, start, n);
-	bits_set(a->head, start, 1);
+	mark_live(a, start, n, true);
 	if (flags & REWIRE_ALLOC_HOLES) {
-		make_holes(a, start, n);
+		make_holes(a, start, n, false);
 		bits_release(a->busy, start, n);
-		unlock(a);
 		return page_addr(a, start);
 	}
-	ret = reserve(a, start, n, &holes);
-	unlock(a);
-	if (ret)
-		holes = 0;	/* no budget taken, none to give back */
-	else
-		ret = populate_claimed(a, start, n, flags & REWIRE_ALLOC_ZERO);
+	ret = reserve(a, start, n, &holes, false);
 	if (!ret) {
-		/* No lock needed: the pages are this call's, and their budget
-		 * is taken. */
-		bits_set(a->backed, start, n);
-		bits_release(a->busy, start, n);
-		return page_addr(a, start);
+		ret = populate_claimed(a, start, n, flags & REWIRE_ALLOC_ZERO);
+		if (!ret) {
+			bits_set(a->backed, start, n);
+			bits_release(a->busy, start, n);
+			return page_addr(a, start);
+		}
+		/* The budget taken goes back. */
+		__atomic_sub_fetch(&a->nbacked, holes, __ATOMIC_RELAXED);
 	}
-	lock(a);
-	a->nbacked -= holes;
-	bits_clear(a->head, start, 1);
 	mark_free(a, start, n);
+	bits_clear(a->head, start, 1);
 	bits_release(a->busy, start, n);
-	unlock(a);
 	errno = -ret;
 	return NULL;
 }
@@ -287,9 +358,10 @@ void *rewire_zalloc(struct rewire_arena *a, size_t len)
 	return rewire_alloc(a, len, REWIRE_ALLOC_ZERO);
 }
 
+/* No lock: the run is claimed, then freed. */
 int rewire_free(struct rewire_arena *a, void *p)
 {
-	size_t start, n;
+	size_t start, n, again;
 	int ret;
 
 	if (!a)
@@ -298,17 +370,23 @@ int rewire_free(struct rewire_arena *a, void *p)
 		return -EFAULT;
 	if (!p)
 		return 0;
-	lock(a);
-	ret = run_at(a, p, &start, &n);
-	/* Another thread operates on the run, or frees it too. */
-	if (!ret && !bits_claim(a->busy, start, n))
-		ret = -EBUSY;
-	if (!ret) {
-		free_claimed(a, start, n);
-		bits_clear(a->head, start, 1);
+	for (int tries = 0;; tries++) {
+		ret = run_at(a, p, &start, &n);
+		if (ret)
+			return ret;
+		/* Another thread operates on the run, or frees it too. */
+		if (!rw_claim(a, start, n))
+			return -EBUSY;
+		/* Claimed: it cannot change now. Is it the run it seemed? A
+		 * neighbour that was being freed may have made it seem longer. */
+		if (!run_at(a, p, &start, &again) && again == n)
+			break;
+		bits_release(a->busy, start, n);
+		if (tries == 8)
+			return -EBUSY;
 	}
-	unlock(a);
-	return ret;
+	free_claimed(a, start, n, true, false);
+	return 0;
 }
 
 size_t rewire_usable_size(struct rewire_arena *a, const void *p)
@@ -366,7 +444,7 @@ static int move_run(struct rewire_arena *a, size_t from, size_t to, size_t n)
 	size_t nops = 0, done, i = from, end = from + n;
 	int ret = 0;
 
-	make_holes(a, to, n);
+	make_holes(a, to, n, true);
 	/*
 	 * A copying backend needs new pages: take them all before anything
 	 * moves, so the move cannot fail halfway and need undoing (which would
@@ -413,7 +491,7 @@ static int move_run(struct rewire_arena *a, size_t from, size_t to, size_t n)
 static int resize(struct rewire_arena *a, size_t start, size_t old_n, size_t new_n,
 		  size_t *new_start)
 {
-	size_t to, grow = new_n - old_n, tail = start + old_n;
+	size_t to, grow = new_n - old_n, tail = start + old_n, used;
 	bool short_of_budget;
 	int ret;
 
@@ -421,12 +499,13 @@ static int resize(struct rewire_arena *a, size_t start, size_t old_n, size_t new
 	if (new_n <= old_n) {
 		/* The tail is claimed with the run: free it. */
 		if (new_n < old_n)
-			free_claimed(a, start + new_n, old_n - new_n);
+			free_claimed(a, start + new_n, old_n - new_n, false, true);
 		return 0;
 	}
-	if (grow <= a->npages - tail && bits_all(a->live, tail, grow, false) &&
-	    bits_claim(a->busy, tail, grow)) {
-		mark_live(a, tail, grow);
+	/* Claimed first, then checked: pages change state only under a claim. */
+	if (grow <= a->npages - tail && bits_claim_unless(a->busy, a->live, tail, grow) &&
+	    (bits_all(a->live, tail, grow, false) || (bits_release(a->busy, tail, grow), false))) {
+		mark_live(a, tail, grow, false);
 		ret = back_claimed(a, tail, grow, false);
 		if (ret)
 			mark_free(a, tail, grow);
@@ -442,19 +521,18 @@ static int resize(struct rewire_arena *a, size_t start, size_t old_n, size_t new
 	 * allocation; if even that would not make room, fail before changing
 	 * anything.
 	 */
-	short_of_budget = a->nbacked + grow - bits_count(a->backed, to + old_n, grow) >
-			  a->budget_pages;
+	used = __atomic_load_n(&a->nbacked, __ATOMIC_RELAXED);
+	short_of_budget = used + grow - bits_count(a->backed, to + old_n, grow) > a->budget_pages;
 	/* The new place is claimed, so its cached pages count apart. */
-	if (short_of_budget && a->nbacked - rw_cached_pages(a) -
-	    bits_count(a->backed, to, new_n) + grow > a->budget_pages) {
+	if (short_of_budget && used - rw_cached_pages(a) - bits_count(a->backed, to, new_n) +
+	    grow > a->budget_pages) {
 		bits_release(a->busy, to, new_n);
 		return -ENOMEM;
 	}
 	/* A run already, so no other run grows into it. */
-	mark_live(a, to, new_n);
-	bits_set(a->head, to, 1);
+	mark_live(a, to, new_n, true);
 	if (short_of_budget) {
-		make_holes(a, to, new_n);
+		make_holes(a, to, new_n, true);
 		rw_drop_cache(a);
 	}
 	/* Back the tail before anything moves. If the move fails, it stays
@@ -469,13 +547,11 @@ static int resize(struct rewire_arena *a, size_t start, size_t old_n, size_t new
 		return ret;
 	}
 	if (ret) {
-		free_claimed(a, to, new_n);
-		bits_clear(a->head, to, 1);
+		free_claimed(a, to, new_n, true, true);
 		return ret;
 	}
 	/* The old place is free (its claim released) once it holds nothing. */
-	free_claimed(a, start, old_n);
-	bits_clear(a->head, start, 1);
+	free_claimed(a, start, old_n, true, true);
 	bits_release(a->busy, to, new_n);
 	*new_start = to;
 	return 0;
@@ -502,10 +578,24 @@ void *rewire_realloc(struct rewire_arena *a, void *p, size_t len)
 	}
 	new_n = (len + a->page_size - 1) >> a->page_shift;
 	lock(a);
-	ret = run_at(a, p, &start, &old_n);
-	/* Another thread operates on the run, frees or resizes it. */
-	if (!ret && !bits_claim(a->busy, start, old_n))
-		ret = -EBUSY;
+	for (int tries = 0;; tries++) {
+		size_t again;
+
+		ret = run_at(a, p, &start, &old_n);
+		/* Another thread operates on the run, frees or resizes it. */
+		if (!ret && !rw_claim(a, start, old_n))
+			ret = -EBUSY;
+		if (ret)
+			break;
+		/* As in rewire_free: the run it seemed? */
+		if (!run_at(a, p, &start, &again) && again == old_n)
+			break;
+		bits_release(a->busy, start, old_n);
+		if (tries == 8) {
+			ret = -EBUSY;
+			break;
+		}
+	}
 	if (!ret) {
 		ret = resize(a, start, old_n, new_n, &new_start);
 		if (new_start == start)

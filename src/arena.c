@@ -357,9 +357,15 @@ int rw_drop_cache(struct rewire_arena *a)
 				}
 				v = w;
 			}
-			/* A page operation may hold free pages for a moment. */
-			if (bits_claim(a->busy, k, m - k))
-				v[nv++] = (struct stretch){ k, m - k, false };
+			/* Claimed, then checked again: an allocation may have
+			 * taken the pages meanwhile. */
+			if (bits_claim_unless(a->busy, a->live, k, m - k)) {
+				if (bits_all(a->live, k, m - k, false) &&
+				    bits_all(a->backed, k, m - k, true))
+					v[nv++] = (struct stretch){ k, m - k, false };
+				else
+					bits_release(a->busy, k, m - k);
+			}
 			k = m;
 		}
 		i = end;
@@ -374,7 +380,7 @@ claimed:
 		if (!v[k].dropped)
 			continue;
 		bits_clear(a->backed, v[k].start, v[k].n);
-		a->nbacked -= v[k].n;
+		__atomic_sub_fetch(&a->nbacked, v[k].n, __ATOMIC_RELAXED);
 	}
 	free(v);
 	return ret;
@@ -428,9 +434,9 @@ int rewire_arena_stats(struct rewire_arena *a, struct rewire_stats *st)
 	memset(st, 0, sizeof(*st));
 	st->reserved = a->npages << a->page_shift;
 	st->lock_budget = a->budget_pages << a->page_shift;
-	st->allocated = a->nlive << a->page_shift;
-	st->free = (a->npages - a->nlive) << a->page_shift;
-	st->backed = a->nbacked << a->page_shift;
+	st->allocated = __atomic_load_n(&a->nlive, __ATOMIC_RELAXED) << a->page_shift;
+	st->free = a->npages * a->page_size - st->allocated;
+	st->backed = __atomic_load_n(&a->nbacked, __ATOMIC_RELAXED) << a->page_shift;
 	st->locked = locked;
 	st->batches = __atomic_load_n(&a->batches, __ATOMIC_RELAXED);
 	st->ops = __atomic_load_n(&a->ops, __ATOMIC_RELAXED);

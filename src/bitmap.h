@@ -18,7 +18,7 @@ static inline size_t bitmap_words(size_t nbits)
 
 static inline uint64_t word_at(const uint64_t *map, size_t w)
 {
-	return __atomic_load_n(&map[w], __ATOMIC_RELAXED);
+	return __atomic_load_n(&map[w], __ATOMIC_ACQUIRE);
 }
 
 static inline bool bit_test(const uint64_t *map, size_t i)
@@ -45,19 +45,21 @@ static inline void bits_assign(uint64_t *map, size_t start, size_t n, bool v)
 
 	for (size_t w = start / BITS_PER_WORD; n && w <= (end - 1) / BITS_PER_WORD; w++) {
 		if (v)
-			__atomic_fetch_or(&map[w], word_mask(w, start, end), __ATOMIC_RELAXED);
+			__atomic_fetch_or(&map[w], word_mask(w, start, end), __ATOMIC_RELEASE);
 		else
-			__atomic_fetch_and(&map[w], ~word_mask(w, start, end), __ATOMIC_RELAXED);
+			__atomic_fetch_and(&map[w], ~word_mask(w, start, end), __ATOMIC_RELEASE);
 	}
 }
 
 /*
- * Claim [start, start + n): set its bits if none is set, one word at a time
- * with compare-and-swap, in ascending order. If one is set, the words taken
- * are given back and nothing is claimed. Claims that overlap cannot both
+ * Claim [start, start + n): set its bits if none is set (and, where unless
+ * is given, none of its bits there either), one word at a time with
+ * compare-and-swap, in ascending order. If one is set, the words taken are
+ * given back and nothing is claimed. Claims that overlap cannot both
  * succeed; each may fail.
  */
-static inline bool bits_claim(uint64_t *map, size_t start, size_t n)
+static inline bool bits_claim_unless(uint64_t *map, const uint64_t *unless, size_t start,
+				     size_t n)
 {
 	size_t end = start + n, first = start / BITS_PER_WORD;
 
@@ -65,7 +67,7 @@ static inline bool bits_claim(uint64_t *map, size_t start, size_t n)
 		uint64_t m = word_mask(w, start, end), old = word_at(map, w);
 
 		do {
-			if (old & m) {
+			if (old & m || (unless && word_at(unless, w) & m)) {
 				for (size_t u = first; u < w; u++)
 					__atomic_fetch_and(&map[u], ~word_mask(u, start, end),
 							   __ATOMIC_RELEASE);
@@ -75,6 +77,11 @@ static inline bool bits_claim(uint64_t *map, size_t start, size_t n)
 						      __ATOMIC_ACQUIRE, __ATOMIC_RELAXED));
 	}
 	return true;
+}
+
+static inline bool bits_claim(uint64_t *map, size_t start, size_t n)
+{
+	return bits_claim_unless(map, NULL, start, n);
 }
 
 /* Give a claim back; what was done under it is seen by the next claimer. */

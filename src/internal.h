@@ -142,6 +142,7 @@ int rw_map_holes(struct rewire_arena *a, size_t start, size_t n);
 void rw_copy_costs(struct costs *c);
 
 /* alloc.c */
+bool rw_claim(struct rewire_arena *a, size_t start, size_t n);
 char *rw_claim_stage(struct rewire_arena *a, size_t n);
 void rw_release(struct rewire_arena *a, const char *p, size_t n);
 

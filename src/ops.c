@@ -84,7 +84,7 @@ static int claim_batch(struct rewire_arena *a, const struct rewire_op *uops, siz
 		}
 	}
 	for (size_t i = 0; i < m; i++) {
-		if (!bits_claim(a->busy, sp[i].start, sp[i].n)) {
+		if (!rw_claim(a, sp[i].start, sp[i].n)) {
 			while (i-- > 0)
 				bits_release(a->busy, sp[i].start, sp[i].n);
 			return -EBUSY;
@@ -326,7 +326,7 @@ int rewire_discard(struct rewire_arena *a, void *addr, size_t len)
 	n = len >> a->page_shift;
 	/* Claimed first, as a batch: then checked, and dropped without the lock. */
 	claimed = span_of(a, addr, len, &sp);
-	if (claimed && !bits_claim(a->busy, sp.start, sp.n))
+	if (claimed && !rw_claim(a, sp.start, sp.n))
 		return -EBUSY;
 	ret = check_range(a, addr, len, &first);
 	if (!ret) {
@@ -335,9 +335,7 @@ int rewire_discard(struct rewire_arena *a, void *addr, size_t len)
 		ret = rw_pages_discard(a, first, n);
 		if (!ret) {
 			bits_clear(a->backed, first, n);
-			pthread_mutex_lock(&a->lock);
-			a->nbacked -= backed;
-			pthread_mutex_unlock(&a->lock);
+			__atomic_sub_fetch(&a->nbacked, backed, __ATOMIC_RELAXED);
 		}
 	}
 	if (claimed)
