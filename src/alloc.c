@@ -249,6 +249,8 @@ static int reserve(struct rewire_arena *a, size_t start, size_t n, size_t *holes
 		if (__atomic_compare_exchange_n(&a->nbacked, &used, used + *holes, true,
 						__ATOMIC_RELAXED, __ATOMIC_RELAXED))
 			return 0;
+	/* Pages kept in threads' caches go back first, as cache. */
+	rw_flush_tcaches(a);
 	if (!locked)
 		lock(a);
 	if (__atomic_load_n(&a->nbacked, __ATOMIC_RELAXED) - rw_cached_pages(a) + *holes >
@@ -304,9 +306,123 @@ static void make_holes(struct rewire_arena *a, size_t start, size_t n, bool lock
 	__atomic_sub_fetch(&a->nbacked, backed, __ATOMIC_RELAXED);
 }
 
+/*
+ * Thread caches (doc/threads.md). A thread's slot is fixed when it first
+ * calls; an arena keeps no cache until a second slot calls it, so that a
+ * program with one thread gets exact first fit.
+ */
+static __thread int my_slot = -1;
+static int next_slot;
+
+static struct tcache *my_tcache(struct rewire_arena *a)
+{
+	int first = -1;
+
+	if (my_slot < 0)
+		my_slot = __atomic_fetch_add(&next_slot, 1, __ATOMIC_RELAXED) % TCACHE_SLOTS;
+	if (!__atomic_load_n(&a->shared, __ATOMIC_RELAXED)) {
+		if (__atomic_compare_exchange_n(&a->first_slot, &first, my_slot, false,
+						__ATOMIC_RELAXED, __ATOMIC_RELAXED) ||
+		    first == my_slot)
+			return NULL;
+		__atomic_store_n(&a->shared, true, __ATOMIC_RELAXED);
+	}
+	return &a->tcache[my_slot];
+}
+
+/* Free a claimed run that a cache gave up. */
+static void uncache(struct rewire_arena *a, size_t start, size_t n)
+{
+	mark_free(a, start, n);
+	bits_clear(a->head, start, 1);
+	bits_release(a->busy, start, n);
+}
+
+/* The smallest cached run of n pages or more: its first n pages, still
+ * claimed, live and a run, or npages. */
+static size_t tcache_take(struct rewire_arena *a, struct tcache *tc, size_t n)
+{
+	size_t best = TCACHE_RUNS, start = a->npages;
+
+	pthread_mutex_lock(&tc->lock);
+	for (size_t k = 0; k < tc->nruns; k++)
+		if (tc->run[k].n >= n && (best == TCACHE_RUNS || tc->run[k].n < tc->run[best].n))
+			best = k;
+	if (best < TCACHE_RUNS) {
+		start = tc->run[best].start;
+		tc->run[best].start += n;
+		tc->run[best].n -= n;
+		/* What is left stays a run of its own, so the one taken ends. */
+		if (tc->run[best].n)
+			bits_set(a->head, start + n, 1);
+		else
+			memmove(&tc->run[best], &tc->run[best + 1],
+				(--tc->nruns - best) * sizeof(tc->run[0]));
+		__atomic_store_n(&tc->pages, tc->pages - n, __ATOMIC_RELAXED);
+	}
+	pthread_mutex_unlock(&tc->lock);
+	return start;
+}
+
+/* Keep a claimed run, giving up the oldest ones to make room. */
+static void tcache_put(struct rewire_arena *a, struct tcache *tc, size_t start, size_t n)
+{
+	size_t out[TCACHE_RUNS][2], nout = 0;
+
+	pthread_mutex_lock(&tc->lock);
+	while (tc->nruns && (tc->nruns == TCACHE_RUNS || tc->pages + n > TCACHE_PAGES)) {
+		out[nout][0] = tc->run[0].start;
+		out[nout++][1] = tc->run[0].n;
+		__atomic_store_n(&tc->pages, tc->pages - tc->run[0].n, __ATOMIC_RELAXED);
+		memmove(&tc->run[0], &tc->run[1], --tc->nruns * sizeof(tc->run[0]));
+	}
+	tc->run[tc->nruns].start = start;
+	tc->run[tc->nruns++].n = n;
+	__atomic_store_n(&tc->pages, tc->pages + n, __ATOMIC_RELAXED);
+	pthread_mutex_unlock(&tc->lock);
+	for (size_t k = 0; k < nout; k++)
+		uncache(a, out[k][0], out[k][1]);
+}
+
+/* Every thread's cached runs become free pages; how many there were. */
+size_t rw_flush_tcaches(struct rewire_arena *a)
+{
+	size_t total = 0;
+
+	for (int k = 0; k < TCACHE_SLOTS; k++) {
+		struct tcache *tc = &a->tcache[k];
+		size_t out[TCACHE_RUNS][2], nout;
+
+		pthread_mutex_lock(&tc->lock);
+		nout = tc->nruns;
+		for (size_t i = 0; i < nout; i++) {
+			out[i][0] = tc->run[i].start;
+			out[i][1] = tc->run[i].n;
+		}
+		tc->nruns = 0;
+		__atomic_store_n(&tc->pages, 0, __ATOMIC_RELAXED);
+		pthread_mutex_unlock(&tc->lock);
+		for (size_t i = 0; i < nout; i++) {
+			uncache(a, out[i][0], out[i][1]);
+			total += out[i][1];
+		}
+	}
+	return total;
+}
+
+size_t rw_tcache_pages(struct rewire_arena *a)
+{
+	size_t n = 0;
+
+	for (int k = 0; k < TCACHE_SLOTS; k++)
+		n += __atomic_load_n(&a->tcache[k].pages, __ATOMIC_RELAXED);
+	return n;
+}
+
 /* No lock, but to give the cache back when the budget is short. */
 void *rewire_alloc(struct rewire_arena *a, size_t len, unsigned int flags)
 {
+	struct tcache *tc;
 	size_t n, start, holes;
 	int ret;
 
@@ -324,7 +440,18 @@ void *rewire_alloc(struct rewire_arena *a, size_t len, unsigned int flags)
 	}
 	n = (len + a->page_size - 1) >> a->page_shift;
 
+	tc = flags & REWIRE_ALLOC_HOLES ? NULL : my_tcache(a);
+	if (tc && (start = tcache_take(a, tc, n)) < a->npages) {
+		/* Backed, live, claimed and with its head already. */
+		if (flags & REWIRE_ALLOC_ZERO)
+			memset(page_addr(a, start), 0, n << a->page_shift);
+		bits_release(a->busy, start, n);
+		return page_addr(a, start);
+	}
 	start = claim_free(a, n);
+	/* Threads' caches may hold what is missing. */
+	if (start == a->npages && rw_flush_tcaches(a))
+		start = claim_free(a, n);
 	if (start == a->npages) {
 		errno = ENOMEM;
 		return NULL;
@@ -361,6 +488,7 @@ void *rewire_zalloc(struct rewire_arena *a, size_t len)
 /* No lock: the run is claimed, then freed. */
 int rewire_free(struct rewire_arena *a, void *p)
 {
+	struct tcache *tc;
 	size_t start, n, again;
 	int ret;
 
@@ -384,6 +512,11 @@ int rewire_free(struct rewire_arena *a, void *p)
 		bits_release(a->busy, start, n);
 		if (tries == 8)
 			return -EBUSY;
+	}
+	/* All backed, it needs no system call: keep it for this thread. */
+	if (n <= TCACHE_PAGES && (tc = my_tcache(a)) && bits_all(a->backed, start, n, true)) {
+		tcache_put(a, tc, start, n);
+		return 0;
 	}
 	free_claimed(a, start, n, true, false);
 	return 0;
@@ -513,6 +646,9 @@ static int resize(struct rewire_arena *a, size_t start, size_t old_n, size_t new
 		return ret;
 	}
 	to = claim_free(a, new_n);
+	/* Threads' caches may hold what is missing. */
+	if (to == a->npages && rw_flush_tcaches(a))
+		to = claim_free(a, new_n);
 	if (to == a->npages)
 		return -ENOMEM;
 	/*
@@ -523,6 +659,9 @@ static int resize(struct rewire_arena *a, size_t start, size_t old_n, size_t new
 	 */
 	used = __atomic_load_n(&a->nbacked, __ATOMIC_RELAXED);
 	short_of_budget = used + grow - bits_count(a->backed, to + old_n, grow) > a->budget_pages;
+	/* What threads keep for reuse counts as cache, to be dropped first. */
+	if (short_of_budget)
+		rw_flush_tcaches(a);
 	/* The new place is claimed, so its cached pages count apart. */
 	if (short_of_budget && used - rw_cached_pages(a) - bits_count(a->backed, to, new_n) +
 	    grow > a->budget_pages) {

@@ -216,6 +216,9 @@ int rewire_arena_create(const struct rewire_options *opts,
 	a = calloc(1, sizeof(*a));
 	if (!a)
 		return -ENOMEM;
+	a->first_slot = -1;
+	for (int k = 0; k < TCACHE_SLOTS; k++)
+		pthread_mutex_init(&a->tcache[k].lock, NULL);
 	/* Held for tens of nanoseconds at a time: spin a little before
 	 * sleeping on it. */
 	{
@@ -394,6 +397,7 @@ int rewire_purge(struct rewire_arena *a)
 		return -EINVAL;
 	if (arena_forked(a))
 		return -EFAULT;
+	rw_flush_tcaches(a);
 	pthread_mutex_lock(&a->lock);
 	ret = rw_drop_cache(a);
 	pthread_mutex_unlock(&a->lock);
@@ -422,7 +426,7 @@ static size_t resident_pages(const struct rewire_arena *a)
 
 int rewire_arena_stats(struct rewire_arena *a, struct rewire_stats *st)
 {
-	size_t locked;
+	size_t locked, tc;
 
 	if (!a || !st)
 		return -EINVAL;
@@ -434,7 +438,9 @@ int rewire_arena_stats(struct rewire_arena *a, struct rewire_stats *st)
 	memset(st, 0, sizeof(*st));
 	st->reserved = a->npages << a->page_shift;
 	st->lock_budget = a->budget_pages << a->page_shift;
-	st->allocated = __atomic_load_n(&a->nlive, __ATOMIC_RELAXED) << a->page_shift;
+	/* Runs kept by threads for reuse are free, and cached. */
+	tc = rw_tcache_pages(a);
+	st->allocated = (__atomic_load_n(&a->nlive, __ATOMIC_RELAXED) - tc) << a->page_shift;
 	st->free = a->npages * a->page_size - st->allocated;
 	st->backed = __atomic_load_n(&a->nbacked, __ATOMIC_RELAXED) << a->page_shift;
 	st->locked = locked;
@@ -442,7 +448,7 @@ int rewire_arena_stats(struct rewire_arena *a, struct rewire_stats *st)
 	st->ops = __atomic_load_n(&a->ops, __ATOMIC_RELAXED);
 	st->pages_remapped = __atomic_load_n(&a->pages_remapped, __ATOMIC_RELAXED);
 	st->pages_copied = __atomic_load_n(&a->pages_copied, __ATOMIC_RELAXED);
-	st->cached = rw_cached_pages(a) << a->page_shift;
+	st->cached = (rw_cached_pages(a) + tc) << a->page_shift;
 	pthread_mutex_unlock(&a->lock);
 	return 0;
 }

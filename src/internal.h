@@ -74,6 +74,25 @@ extern const struct backend rw_backend_uffd;
 extern const struct backend rw_backend_mremap;
 
 /*
+ * Runs freed by the threads of one slot, kept for their next allocations
+ * (doc/threads.md): still live runs, and claimed, in the arena's bitmaps, so
+ * nothing else takes or operates on them. Only once an arena is shared by
+ * threads; oldest first.
+ */
+#define TCACHE_SLOTS 16
+#define TCACHE_RUNS 8
+#define TCACHE_PAGES 1024
+
+struct tcache {
+	pthread_mutex_t lock;
+	size_t nruns;
+	size_t pages;		/* read without the lock by statistics */
+	struct {
+		size_t start, n;
+	} run[TCACHE_RUNS];
+} __attribute__((aligned(64)));
+
+/*
  * An arena. lock guards the search for free pages, the claiming of pages
  * (busy), and the counters; it is held only while bitmaps and counters are
  * read and changed, never across a system call (doc/threads.md). A call
@@ -112,6 +131,10 @@ struct rewire_arena {
 	double correction[2][SIZE_CLASSES];
 
 	uint64_t batches, ops, pages_remapped, pages_copied;
+
+	int first_slot;		/* the thread slot of the first caller, or -1 */
+	bool shared;		/* another slot has called since: caches on */
+	struct tcache tcache[TCACHE_SLOTS];
 };
 
 extern unsigned long rw_fork_generation;
@@ -143,6 +166,8 @@ void rw_copy_costs(struct costs *c);
 
 /* alloc.c */
 bool rw_claim(struct rewire_arena *a, size_t start, size_t n);
+size_t rw_flush_tcaches(struct rewire_arena *a);
+size_t rw_tcache_pages(struct rewire_arena *a);
 char *rw_claim_stage(struct rewire_arena *a, size_t n);
 void rw_release(struct rewire_arena *a, const char *p, size_t n);
 
