@@ -256,6 +256,23 @@ int rewire_arena_create(const struct rewire_options *opts,
 		ret = -ENOMEM;
 		goto fail;
 	}
+	/*
+	 * helgrind takes relaxed atomics for plain accesses; what is shared
+	 * without a lock is ThreadSanitizer's to check (doc/threads.md).
+	 */
+	ANNOTATE_BENIGN_RACE_SIZED(a->live, words * sizeof(uint64_t), "atomic bitmap");
+	ANNOTATE_BENIGN_RACE_SIZED(a->head, words * sizeof(uint64_t), "atomic bitmap");
+	ANNOTATE_BENIGN_RACE_SIZED(a->backed, words * sizeof(uint64_t), "atomic bitmap");
+	ANNOTATE_BENIGN_RACE_SIZED(a->busy, words * sizeof(uint64_t), "atomic bitmap");
+	ANNOTATE_BENIGN_RACE_SIZED(&a->nlive, sizeof(a->nlive), "atomic");
+	ANNOTATE_BENIGN_RACE_SIZED(&a->nbacked, sizeof(a->nbacked), "atomic");
+	ANNOTATE_BENIGN_RACE_SIZED(&a->first_free, sizeof(a->first_free), "atomic");
+	ANNOTATE_BENIGN_RACE_SIZED(&a->correction, sizeof(a->correction), "atomic");
+	ANNOTATE_BENIGN_RACE_SIZED(&a->batches, 4 * sizeof(uint64_t), "atomic counters");
+	ANNOTATE_BENIGN_RACE_SIZED(&a->first_slot, sizeof(a->first_slot), "atomic");
+	ANNOTATE_BENIGN_RACE_SIZED(&a->shared, sizeof(a->shared), "atomic");
+	for (int k = 0; k < TCACHE_SLOTS; k++)
+		ANNOTATE_BENIGN_RACE_SIZED(&a->tcache[k].pages, sizeof(size_t), "atomic");
 	ret = choose_backend(a, opts->backend);
 	if (ret) {
 		a->backend = NULL;

@@ -11,6 +11,22 @@
 
 #define BITS_PER_WORD 64
 
+/*
+ * A claim orders what its holder does after what the last holder did before
+ * releasing (acquire and release). valgrind's helgrind does not see that in
+ * compare-and-swap, so where its header is at hand, say it.
+ */
+#if defined(__has_include)
+#if __has_include(<valgrind/helgrind.h>)
+#include <valgrind/helgrind.h>
+#endif
+#endif
+#ifndef ANNOTATE_HAPPENS_BEFORE
+#define ANNOTATE_HAPPENS_BEFORE(obj) ((void)(obj))
+#define ANNOTATE_HAPPENS_AFTER(obj) ((void)(obj))
+#define ANNOTATE_BENIGN_RACE_SIZED(addr, size, why) ((void)(addr))
+#endif
+
 static inline size_t bitmap_words(size_t nbits)
 {
 	return (nbits + BITS_PER_WORD - 1) / BITS_PER_WORD;
@@ -76,6 +92,7 @@ static inline bool bits_claim_unless(uint64_t *map, const uint64_t *unless, size
 		} while (!__atomic_compare_exchange_n(&map[w], &old, old | m, true,
 						      __ATOMIC_ACQUIRE, __ATOMIC_RELAXED));
 	}
+	ANNOTATE_HAPPENS_AFTER(map);
 	return true;
 }
 
@@ -89,6 +106,7 @@ static inline void bits_release(uint64_t *map, size_t start, size_t n)
 {
 	size_t end = start + n;
 
+	ANNOTATE_HAPPENS_BEFORE(map);
 	for (size_t w = start / BITS_PER_WORD; n && w <= (end - 1) / BITS_PER_WORD; w++)
 		__atomic_fetch_and(&map[w], ~word_mask(w, start, end), __ATOMIC_RELEASE);
 }
