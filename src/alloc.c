@@ -12,9 +12,11 @@
 #define ALLOC_FLAGS (REWIRE_ALLOC_ZERO | REWIRE_ALLOC_HOLES)
 
 /*
- * Locking (doc/threads.md): a->lock is held to find free pages and claim
- * them, and to record what became of them; the system calls in between run
- * without it, on pages marked busy, which every other call skips or refuses.
+ * Threads (doc/threads.md): every call claims the pages it works on (busy
+ * bits, set with compare-and-swap), then changes their state and makes its
+ * system calls, then releases them. Allocation and free take no lock;
+ * a->lock serializes realloc and the dropping of cached pages among
+ * themselves, and is dropped while the kernel works.
  */
 static void lock(struct rewire_arena *a)
 {
@@ -122,7 +124,7 @@ void rw_release(struct rewire_arena *a, const char *p, size_t n)
 	bits_release(a->busy, page_index(a, p), n);
 }
 
-/* The run starting at p, or -EINVAL. Lock held. */
+/* The run starting at p, or -EINVAL. */
 static int run_at(const struct rewire_arena *a, const void *p, size_t *start, size_t *n)
 {
 	uintptr_t addr = (uintptr_t)p, base = (uintptr_t)a->base;
@@ -535,9 +537,7 @@ size_t rewire_usable_size(struct rewire_arena *a, const void *p)
 		errno = EFAULT;
 		return 0;
 	}
-	lock(a);
 	ret = run_at(a, p, &start, &n);
-	unlock(a);
 	if (ret) {
 		errno = -ret;
 		return 0;
