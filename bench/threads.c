@@ -181,12 +181,13 @@ static double point(enum way way, bool swap, int t, double seconds)
 	if (swap && (way == GLIBC || way == JEMALLOC))
 		return 0;
 	if (way == SHARED && !(shared = new_arena(arena_pages(t, swap))))
-		return 0;
+		failed = true;
 	memset(w, 0, sizeof(w));
 	for (int i = 0; i < t; i++) {
 		w[i] = (struct worker){ .way = way, .swaps = swap, .rng = rnd() | 1 };
 		w[i].arena = way == SHARED ? shared : way == PER_THREAD ?
 			     new_arena(arena_pages(1, swap)) : NULL;
+		/* An arena that cannot be made (RLIMIT_MEMLOCK, say) fails the point. */
 		if ((way == SHARED || way == PER_THREAD) && !w[i].arena)
 			failed = true;
 	}

@@ -443,7 +443,7 @@ static size_t resident_pages(const struct rewire_arena *a)
 
 int rewire_arena_stats(struct rewire_arena *a, struct rewire_stats *st)
 {
-	size_t locked, tc;
+	size_t locked, tc, live;
 
 	if (!a || !st)
 		return -EINVAL;
@@ -457,7 +457,9 @@ int rewire_arena_stats(struct rewire_arena *a, struct rewire_stats *st)
 	st->lock_budget = a->budget_pages << a->page_shift;
 	/* Runs kept by threads for reuse are free, and cached. */
 	tc = rw_tcache_pages(a);
-	st->allocated = (__atomic_load_n(&a->nlive, __ATOMIC_RELAXED) - tc) << a->page_shift;
+	live = __atomic_load_n(&a->nlive, __ATOMIC_RELAXED);
+	/* Read apart, while other threads work: never below zero. */
+	st->allocated = (live > tc ? live - tc : 0) << a->page_shift;
 	st->free = a->npages * a->page_size - st->allocated;
 	st->backed = __atomic_load_n(&a->nbacked, __ATOMIC_RELAXED) << a->page_shift;
 	st->locked = locked;
