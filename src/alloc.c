@@ -260,12 +260,16 @@ static int reserve(struct rewire_arena *a, size_t start, size_t n, size_t *holes
 		ret = -ENOMEM;
 	else
 		rw_drop_cache(a);
+	/* Another thread may have taken the room meanwhile, or kept the
+	 * pages the drop would have given back. */
 	used = __atomic_load_n(&a->nbacked, __ATOMIC_RELAXED);
-	while (!ret && !__atomic_compare_exchange_n(&a->nbacked, &used, used + *holes, true,
-						    __ATOMIC_RELAXED, __ATOMIC_RELAXED))
-		/* Another thread may have taken the room meanwhile. */
+	while (!ret) {
 		if (used + *holes > a->budget_pages)
 			ret = -ENOMEM;
+		else if (__atomic_compare_exchange_n(&a->nbacked, &used, used + *holes, true,
+						     __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+			break;
+	}
 	if (!locked)
 		unlock(a);
 	return ret;
