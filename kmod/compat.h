@@ -19,6 +19,7 @@
 #define _REWIRE_COMPAT_H
 
 #include <linux/kprobes.h>
+#include <linux/kvm_types.h>
 #include <linux/smp.h>
 #include <asm/cpufeature.h>
 #include <asm/ibt.h>
@@ -65,9 +66,27 @@ static int rw_resolve_symbols(void)
 	return 0;
 }
 
+/*
+ * The whole TLB of this CPU, global entries and every PCID included; called
+ * with interrupts off. 7.x exports __flush_tlb_all() to KVM alone
+ * (EXPORT_SYMBOL_FOR_KVM); there it is done as native_flush_tlb_global()
+ * does: INVPCID, or CR4.PGE toggled and restored (every x86-64 CPU has PGE).
+ */
 static void rw_flush_all_local(void *unused)
 {
+#ifdef EXPORT_SYMBOL_FOR_KVM
+	unsigned long cr4;
+
+	if (boot_cpu_has(X86_FEATURE_INVPCID)) {
+		invpcid_flush_all();
+		return;
+	}
+	cr4 = native_read_cr4();
+	asm volatile("mov %0, %%cr4" : : "r" (cr4 ^ X86_CR4_PGE) : "memory");
+	asm volatile("mov %0, %%cr4" : : "r" (cr4) : "memory");
+#else
 	__flush_tlb_all();
+#endif
 }
 
 /* No CPU may keep a translation of [start, end) of mm once this returns. */
@@ -85,6 +104,47 @@ static void rw_flush_tlb(struct mm_struct *mm, unsigned long start,
 	 */
 	atomic64_inc_return(&mm->context.tlb_gen);
 	on_each_cpu_mask(mm_cpumask(mm), rw_flush_all_local, NULL, true);
+}
+
+/*
+ * 6.19 brought linux/leafops.h, software leaf entries in place of
+ * swapops.h's swap entries; by 7.2 is_migration_entry() and
+ * pte_to_swp_entry() are gone, and anon_vma_lock_write() and
+ * anon_vma_unlock_write() have left rmap.h (struct anon_vma and its root's
+ * rwsem, which they took, stayed). The header tells the two apart.
+ */
+#if __has_include("linux/leafops.h")
+#define RW_SOFTLEAF 1
+#include <linux/leafops.h>
+#endif
+
+/* Is this PTE, neither none nor present, a migration entry? */
+static inline bool rw_pte_is_migration(pte_t pte)
+{
+#ifdef RW_SOFTLEAF
+	return softleaf_is_migration(softleaf_from_pte(pte));
+#else
+	return is_migration_entry(pte_to_swp_entry(pte));
+#endif
+}
+
+/* As anon_vma_lock_write() and anon_vma_unlock_write() do. */
+static inline void rw_anon_vma_lock_write(struct anon_vma *anon_vma)
+{
+#ifdef RW_SOFTLEAF
+	down_write(&anon_vma->root->rwsem);
+#else
+	anon_vma_lock_write(anon_vma);
+#endif
+}
+
+static inline void rw_anon_vma_unlock_write(struct anon_vma *anon_vma)
+{
+#ifdef RW_SOFTLEAF
+	up_write(&anon_vma->root->rwsem);
+#else
+	anon_vma_unlock_write(anon_vma);
+#endif
 }
 
 /* Per-VMA locks (6.4 on) let page faults run without mmap_lock. */

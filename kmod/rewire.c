@@ -202,8 +202,7 @@ static int rw_grab(struct rw_batch *b, unsigned long addr, bool want_hole,
 	if (want_hole)
 		return -EEXIST;
 	if (!pte_present(pte))
-		return is_migration_entry(pte_to_swp_entry(pte)) ? -EAGAIN :
-								   -EBUSY;
+		return rw_pte_is_migration(pte) ? -EAGAIN : -EBUSY;
 	if (is_zero_pfn(pte_pfn(pte)))
 		return 0;
 	if (pte_special(pte) || !pfn_valid(pte_pfn(pte)))
@@ -526,7 +525,7 @@ static int rw_run(struct rewire_file *rf, struct rw_batch *b, u32 *done)
 
 	anon_vma = b->vma->anon_vma;
 	if (anon_vma)
-		anon_vma_lock_write(anon_vma);
+		rw_anon_vma_lock_write(anon_vma);
 
 	b->lo = ULONG_MAX;
 	b->hi = 0;
@@ -543,7 +542,7 @@ static int rw_run(struct rewire_file *rf, struct rw_batch *b, u32 *done)
 		rw_flush_tlb(b->mm, b->lo, b->hi);
 
 	if (anon_vma)
-		anon_vma_unlock_write(anon_vma);
+		rw_anon_vma_unlock_write(anon_vma);
 out:
 	mmap_write_unlock(b->mm);
 	return ret;

@@ -446,7 +446,7 @@ void *rewire_alloc(struct rewire_arena *a, size_t len, unsigned int flags)
 	}
 	n = (len + a->page_size - 1) >> a->page_shift;
 
-	tc = flags & REWIRE_ALLOC_HOLES ? NULL : my_tcache(a);
+	tc = (flags & REWIRE_ALLOC_HOLES) ? NULL : my_tcache(a);
 	if (tc && (start = tcache_take(a, tc, n)) < a->npages) {
 		/* Backed, live, claimed and with its head already. */
 		if (flags & REWIRE_ALLOC_ZERO)
@@ -496,7 +496,6 @@ int rewire_free(struct rewire_arena *a, void *p)
 {
 	struct tcache *tc;
 	size_t start, n, again;
-	int ret;
 
 	if (!a)
 		return -EINVAL;
@@ -505,7 +504,8 @@ int rewire_free(struct rewire_arena *a, void *p)
 	if (!p)
 		return 0;
 	for (int tries = 0;; tries++) {
-		ret = run_at(a, p, &start, &n);
+		int ret = run_at(a, p, &start, &n);
+
 		if (ret)
 			return ret;
 		/* Another thread operates on the run, or frees it too. */

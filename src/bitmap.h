@@ -14,12 +14,10 @@
 /*
  * A claim orders what its holder does after what the last holder did before
  * releasing (acquire and release). valgrind's helgrind does not see that in
- * compare-and-swap, so where its header is at hand, say it.
+ * compare-and-swap, so where its header is at hand (configure looks), say it.
  */
-#if defined(__has_include)
-#if __has_include(<valgrind/helgrind.h>)
+#ifdef HAVE_VALGRIND_HELGRIND_H
 #include <valgrind/helgrind.h>
-#endif
 #endif
 #ifndef ANNOTATE_HAPPENS_BEFORE
 #define ANNOTATE_HAPPENS_BEFORE(obj) ((void)(obj))

@@ -89,6 +89,18 @@ static int batch(int fd, const struct rewire_dev_op *ops, uint32_t n, uint32_t *
 	return ret;
 }
 
+/* EAGAIN means "try again" (a page locked by someone else for a moment;
+ * on 7.x kernels DAMON's monitor often): as the library does, 100 times. */
+static int batch_retry(int fd, const struct rewire_dev_op *ops, uint32_t n)
+{
+	int ret, tries = 0;
+
+	do
+		ret = batch(fd, ops, n, NULL);
+	while (ret == -EAGAIN && ++tries < 100);
+	return ret;
+}
+
 static struct rewire_dev_op op_of(int type, const char *dst, const char *src, size_t n,
 				  const uint64_t *perm)
 {
@@ -269,7 +281,7 @@ static void bounds(void)
 		many[0] = op_of(REWIRE_DEV_PERMUTE, q, NULL, info.max_pages, big);
 		many[1] = op_of(REWIRE_DEV_PERMUTE, q, NULL, 1, big);
 		is_int(-E2BIG, batch(fd, many, 2, NULL), "ops of %u pages together: E2BIG", info.max_pages + 1);
-		is_int(0, batch(fd, many, 1, NULL), "and %u pages: accepted", info.max_pages);
+		is_int(0, batch_retry(fd, many, 1), "and %u pages: accepted", info.max_pages);
 		free(many);
 		free(big);
 	} else {
@@ -728,7 +740,9 @@ static int tlb_test(int rounds)
 			for (int t = 1; t <= nthreads; t++)
 				if (((uint64_t *)(tlb_base + i * page_size))[t] != tlb_model[i])
 					errors++;
-		ret = random_permute(fd, tlb_base, TLB_PAGES, tlb_model);
+		for (int tries = 0; tries < 100; tries++)
+			if ((ret = random_permute(fd, tlb_base, TLB_PAGES, tlb_model)) != -EAGAIN)
+				break;
 		if (ret)
 			bail("permute: %s", strerror(-ret));
 	}

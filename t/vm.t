@@ -1,17 +1,21 @@
 #!/bin/sh
 # The kernel module's tests: for each installed kernel that has headers
-# (Debian 12: 6.1 and 6.12), build rewire.ko, pack it with busybox and the
-# test programs into an initramfs, boot it under QEMU's TCG with 2 vCPUs on
-# 2 NUMA nodes, run every program with REWIRE_BACKEND=kmod (t/vm/init), and
+# (Debian 12: 6.1 and 6.12), and each kernel tools/fetch-kernels prepared
+# (trixie-backports' and sid's, 7.x, each with a chroot of the suite that
+# built it, where its module is built), build rewire.ko, pack it with
+# busybox and the test programs into an initramfs, boot it under QEMU's TCG
+# with 2 vCPUs on 2 NUMA nodes, run every program with REWIRE_BACKEND=kmod (t/vm/init), and
 # relay each TAP line here, named by kernel. Each program also fails on any
 # kernel warning logged while it ran; Mlocked and AnonPages must return to
 # where they were.
 #
 # Environment: VM_TESTS (programs, relative to the build directory),
 # VM_LINES (what to run instead, ';' between lines, VM_FULL= for nothing more),
-# VM_KERNELS (versions; default: every /boot/vmlinuz-* with headers),
-# VM_SMP (default 2), VM_TIMEOUT (seconds per boot, default 900),
-# KMOD (no: skip, configured --without-kmod).
+# VM_KERNELS (versions; default: every /boot/vmlinuz-* with headers, then
+# those listed in $REWIRE_KERNEL_CACHE/kernels), REWIRE_KERNEL_CACHE
+# (tools/fetch-kernels's, default /var/cache/rewire-kernels), VM_SMP
+# (default 2), VM_TIMEOUT (seconds per boot, default 900), KMOD (no: skip,
+# configured --without-kmod).
 set -u
 srcdir=${srcdir:-.}
 top_srcdir=$(cd "$srcdir" && pwd)
@@ -36,15 +40,41 @@ file -L "$busybox" 2>/dev/null | grep -q 'statically linked' ||
 command -v cpio >/dev/null || skip "cpio is not installed"
 [ "$(uname -m)" = x86_64 ] || skip "the module is x86-64 only"
 
+cache=${REWIRE_KERNEL_CACHE:-/var/cache/rewire-kernels}
+
+# Is kernel $1 installed, with its headers (the module builds on the host)?
+installed() {
+	[ -f "/boot/vmlinuz-$1" ] && [ -f "/lib/modules/$1/build/Makefile" ]
+}
+
+# Did tools/fetch-kernels prepare kernel $1 (the module builds in its chroot)?
+fetched() {
+	[ -s "$cache/$1/vmlinuz" ] && [ -f "$cache/$1/root/usr/src/linux-headers-$1/Makefile" ]
+}
+
 kernels=${VM_KERNELS:-}
 if [ -z "$kernels" ]; then
 	for f in /boot/vmlinuz-*; do
 		v=${f#/boot/vmlinuz-}
 		[ -f "/lib/modules/$v/build/Makefile" ] && kernels="$kernels $v"
 	done
-	kernels=$(printf '%s\n' $kernels | sort -V)
+	if [ -f "$cache/kernels" ]; then
+		for v in $(cat "$cache/kernels"); do
+			installed "$v" && continue
+			if ! fetched "$v"; then
+				echo "# $v: listed in $cache/kernels, but incomplete (run tools/fetch-kernels)"
+			elif [ "$(id -u)" -ne 0 ]; then
+				echo "# $v: left out, its module builds in a chroot, as root"
+			elif ! command -v unshare >/dev/null || ! command -v chroot >/dev/null; then
+				echo "# $v: left out, no unshare or chroot to build its module"
+			else
+				kernels="$kernels $v"
+			fi
+		done
+	fi
+	kernels=$(printf '%s\n' $kernels | sort -uV)
 fi
-[ -n "$kernels" ] || skip "no kernel image with headers in /boot (linux-image-amd64, linux-headers-amd64)"
+[ -n "$kernels" ] || skip "no kernel image with headers in /boot (linux-image-amd64, linux-headers-amd64), none in $cache (tools/fetch-kernels)"
 
 full=${VM_FULL-1}
 
@@ -161,7 +191,7 @@ boot() {
 		-object memory-backend-ram,id=m1,size=512M \
 		-numa "node,nodeid=0,cpus=0-$((half - 1)),memdev=m0" \
 		-numa "node,nodeid=1,cpus=$half-$(($2 - 1)),memdev=m1" \
-		-kernel "/boot/vmlinuz-$1" -initrd "$3/initrd.gz" \
+		-kernel "$image" -initrd "$3/initrd.gz" \
 		-append "console=ttyS0 rdinit=/init panic=-1 quiet" \
 		-display none -monitor none -no-reboot -nic none \
 		-serial "file:$3/console.log" -serial "file:$3/tap.log" \
@@ -169,17 +199,51 @@ boot() {
 	relay "$1 -smp $2" "$3/tap.log" "$3/console.log"
 }
 
+# Build rewire.ko for kernel $v into directory $1, with kmod/build.sh's
+# options after it: on the host against /lib/modules/$v/build, or, for a
+# kernel of tools/fetch-kernels, in its chroot ($chroot), whose glibc, gcc
+# and pahole built it, with the sources copied there and /proc mounted in a
+# mount namespace of its own (objtool reads /proc/self/maps).
+build_kmod() {
+	out=$1
+	shift
+	if [ -z "$chroot" ]; then
+		"$top_srcdir/kmod/build.sh" "$@" "/lib/modules/$v/build" "$out"
+		return
+	fi
+	tmp=$(mktemp -d "$chroot/tmp/rewire-kmod.XXXXXX") || return
+	k=$top_srcdir/kmod
+	mkdir "$tmp/kmod" &&
+		cp "$k/build.sh" "$k/Kbuild" "$k/rewire.c" "$k/compat.h" "$k/rewire_uapi.h" "$tmp/kmod/" &&
+		env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin LC_ALL=C \
+			unshare --mount --pid --fork --mount-proc="$chroot/proc" \
+			chroot "$chroot" sh "${tmp#"$chroot"}/kmod/build.sh" "$@" \
+			"/usr/src/linux-headers-$v" "${tmp#"$chroot"}/out" &&
+		mkdir -p "$out" && cp "$tmp/out/rewire.ko" "$tmp/out/build.log" "$out/"
+	st=$?
+	rm -rf "$tmp"
+	return $st
+}
+
 for v in $kernels; do
 	dir="$work/$v"
 	root="$dir/root"
 	mkdir -p "$root/bin" "$root/t" "$root/proc" "$root/sys" "$root/dev" "$root/tmp"
-	if ! "$top_srcdir/kmod/build.sh" "/lib/modules/$v/build" "$dir/kmod" >"$dir/build.err" 2>&1; then
+	if installed "$v" || ! fetched "$v"; then
+		image=/boot/vmlinuz-$v
+		chroot=
+	else
+		image=$cache/$v/vmlinuz
+		chroot=$cache/$v/root
+		echo "# [$v] $image, built in the chroot $chroot ($(cat "$cache/$v/suite" 2>/dev/null))"
+	fi
+	if ! build_kmod "$dir/kmod" >"$dir/build.err" 2>&1; then
 		say_not_ok "[$v] rewire.ko builds without warnings"
 		sed 's/^/# /' "$dir/build.err"
 		continue
 	fi
 	say_ok "[$v] rewire.ko builds without warnings"
-	if ! "$top_srcdir/kmod/build.sh" --test-hooks "/lib/modules/$v/build" "$dir/kmod-test" >"$dir/build.err" 2>&1; then
+	if ! build_kmod "$dir/kmod-test" --test-hooks >"$dir/build.err" 2>&1; then
 		say_not_ok "[$v] rewire.ko with test hooks builds without warnings"
 		sed 's/^/# /' "$dir/build.err"
 		continue
