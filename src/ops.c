@@ -54,6 +54,32 @@ static int by_start(const void *x, const void *y)
 }
 
 /*
+ * Merge many spans through a bitmap of the arena's pages, in time linear in
+ * the pages named: a batch of 65,536 single-page moves would spend more in
+ * sorting than in moving. Returns how many spans are left, in address
+ * order, or 0 if there was no memory for the bitmap.
+ */
+static size_t merge_in_bitmap(const struct rewire_arena *a, struct span *sp, size_t k)
+{
+	uint64_t *mine = calloc(bitmap_words(a->npages), sizeof(*mine));
+	size_t m = 0;
+
+	if (!mine)
+		return 0;
+	for (size_t i = 0; i < k; i++)
+		for (size_t p = sp[i].start; p < sp[i].start + sp[i].n; p++)
+			mine[p / BITS_PER_WORD] |= 1ULL << (p % BITS_PER_WORD);
+	for (size_t i = 0; (i = bits_find(mine, i, a->npages, true)) < a->npages;) {
+		size_t j = bits_find(mine, i, a->npages, false);
+
+		sp[m++] = (struct span){ i, j - i };
+		i = j;
+	}
+	free(mine);
+	return m;
+}
+
+/*
  * Claim every page a batch names before checking anything: pages change
  * state only under a claim, so what is checked then stays true until the
  * batch is done, and no lock is needed. The ranges of one batch may overlap
@@ -71,16 +97,19 @@ static int claim_batch(struct rewire_arena *a, const struct rewire_op *uops, siz
 		if (uops[i].type != REWIRE_OP_PERMUTE && span_of(a, uops[i].src, uops[i].len, &sp[k]))
 			k++;
 	}
-	if (k > 1)
-		qsort(sp, k, sizeof(*sp), by_start);
-	for (size_t i = 0; i < k; i++) {
-		if (m && sp[i].start <= sp[m - 1].start + sp[m - 1].n) {
-			size_t end = sp[i].start + sp[i].n;
+	m = k > 64 ? merge_in_bitmap(a, sp, k) : 0;
+	if (!m) {
+		if (k > 1)
+			qsort(sp, k, sizeof(*sp), by_start);
+		for (size_t i = 0; i < k; i++) {
+			if (m && sp[i].start <= sp[m - 1].start + sp[m - 1].n) {
+				size_t end = sp[i].start + sp[i].n;
 
-			if (end > sp[m - 1].start + sp[m - 1].n)
-				sp[m - 1].n = end - sp[m - 1].start;
-		} else {
-			sp[m++] = sp[i];
+				if (end > sp[m - 1].start + sp[m - 1].n)
+					sp[m - 1].n = end - sp[m - 1].start;
+			} else {
+				sp[m++] = sp[i];
+			}
 		}
 	}
 	for (size_t i = 0; i < m; i++) {
