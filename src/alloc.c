@@ -38,8 +38,8 @@ static size_t claim_free_from(struct rewire_arena *a, size_t n, size_t i)
 {
 	size_t end = a->npages;
 
-	while (n <= end && (i = bits_find_clear2(a->live, a->busy, i, end - n + 1)) <= end - n) {
-		size_t j = bits_find_set2(a->live, a->busy, i, i + n);
+	while (n <= end && (i = bits_find2(a->live, a->busy, i, end - n + 1, false)) <= end - n) {
+		size_t j = bits_find2(a->live, a->busy, i, i + n, true);
 
 		if (j < i + n) {
 			i = j;
@@ -83,11 +83,11 @@ char *rw_claim_stage(struct rewire_arena *a, size_t n)
 	for (i = __atomic_load_n(&a->first_free, __ATOMIC_RELAXED); i < end;) {
 		size_t stop;
 
-		i = bits_find_clear2(a->live, a->busy, i, end);
+		i = bits_find2(a->live, a->busy, i, end, false);
 		i = bits_find(a->backed, i, end, false);
 		if (i >= end || bit_test(a->live, i) || bit_test(a->busy, i))
 			continue;
-		stop = bits_find_set2(a->live, a->busy, i, end);
+		stop = bits_find2(a->live, a->busy, i, end, true);
 		stop = bits_find(a->backed, i, stop, true);
 		if (stop - i < n) {
 			i = stop;
@@ -163,10 +163,12 @@ static void mark_live(struct rewire_arena *a, size_t start, size_t n, bool head)
 		bits_set(a->head, start, 1);
 	bits_set(a->live, start, n);
 	__atomic_add_fetch(&a->nlive, n, __ATOMIC_RELAXED);
-	/* Move the hint past these pages only if nothing lowered it meanwhile. */
-	__atomic_compare_exchange_n(&a->first_free, &hint,
-				    bits_find_clear2(a->live, a->busy, start, a->npages), false,
-				    __ATOMIC_RELAXED, __ATOMIC_RELAXED);
+	/* Move the hint past these pages only if it is here and nothing lowered
+	 * it meanwhile; only then is the scan for the next free page needed. */
+	if (__atomic_load_n(&a->first_free, __ATOMIC_RELAXED) == start)
+		__atomic_compare_exchange_n(&a->first_free, &hint,
+					    bits_find2(a->live, a->busy, start, a->npages, false),
+					    false, __ATOMIC_RELAXED, __ATOMIC_RELAXED);
 }
 
 static void mark_free(struct rewire_arena *a, size_t start, size_t n)

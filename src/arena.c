@@ -336,7 +336,7 @@ size_t rw_cached_pages(const struct rewire_arena *a)
 {
 	size_t n = 0;
 
-	for (size_t i = 0; (i = bits_find_clear2(a->live, a->busy, i, a->npages)) < a->npages;) {
+	for (size_t i = 0; (i = bits_find2(a->live, a->busy, i, a->npages, false)) < a->npages;) {
 		size_t j = bits_find(a->live, i, a->npages, true), k = bits_find(a->busy, i, j, true);
 
 		n += bits_count(a->backed, i, k - i);
@@ -362,7 +362,7 @@ int rw_drop_cache(struct rewire_arena *a)
 	size_t nv = 0, cap = 0;
 	int ret = 0;
 
-	for (size_t i = 0; (i = bits_find_clear2(a->live, a->busy, i, a->npages)) < a->npages;) {
+	for (size_t i = 0; (i = bits_find2(a->live, a->busy, i, a->npages, false)) < a->npages;) {
 		size_t j = bits_find(a->live, i, a->npages, true), end = bits_find(a->busy, i, j, true);
 
 		for (size_t k = i; (k = bits_find(a->backed, k, end, true)) < end;) {

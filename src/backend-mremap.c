@@ -125,23 +125,28 @@ static void recount(struct rewire_arena *a, struct mremap_state *m)
 }
 
 /* Is there room for calls more moves, keeping the headroom? */
+static bool calls_fit(const struct mremap_state *m, size_t calls)
+{
+	long headroom = rw_undoing ? undo_headroom : map_headroom;
+
+	return m->maps >= 0 && calls <= (size_t)m->max_maps &&
+	       m->maps + (long)calls * MAPS_PER_CALL + headroom <= m->max_maps;
+}
+
 static bool room(struct rewire_arena *a, size_t calls)
 {
 	struct mremap_state *m = a->backend_data;
-	long headroom = rw_undoing ? undo_headroom : map_headroom;
 	double since = rw_now_ns() - m->counted_at;
-	bool fits = m->maps >= 0 && calls <= (size_t)m->max_maps &&
-		    m->maps + (long)calls * MAPS_PER_CALL + headroom <= m->max_maps;
+	bool ok = calls_fit(m, calls);
 
 	/* Count again when the estimate may be stale, and it matters. */
 	if (since > 10 * m->count_cost &&
 	    (m->calls >= RECOUNT_CALLS || since > RECOUNT_NS ||
-	     (!fits && (m->calls || since > 1000 * RECOUNT_NS)))) {
+	     (!ok && (m->calls || since > 1000 * RECOUNT_NS)))) {
 		recount(a, m);
-		fits = m->maps >= 0 && calls <= (size_t)m->max_maps &&
-		       m->maps + (long)calls * MAPS_PER_CALL + headroom <= m->max_maps;
+		ok = calls_fit(m, calls);
 	}
-	return fits;
+	return ok;
 }
 
 static void lock_onfault(char *p, size_t len)

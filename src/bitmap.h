@@ -140,26 +140,17 @@ static inline size_t bits_find(const uint64_t *map, size_t start, size_t end, bo
 	return end;
 }
 
-/* First index in [start, end) where neither map has its bit set, or end. */
-static inline size_t bits_find_clear2(const uint64_t *a, const uint64_t *b, size_t start,
-				      size_t end)
+/*
+ * First index in [start, end) where either map has its bit set (v), or
+ * neither has (!v), or end: bits_find over the two maps' union.
+ */
+static inline size_t bits_find2(const uint64_t *a, const uint64_t *b, size_t start, size_t end,
+				bool v)
 {
 	for (size_t w = start / BITS_PER_WORD; start < end && w <= (end - 1) / BITS_PER_WORD; w++) {
-		uint64_t x = ~(word_at(a, w) | word_at(b, w)) & word_mask(w, start, end);
+		uint64_t x = word_at(a, w) | word_at(b, w);
 
-		if (x)
-			return w * BITS_PER_WORD + (size_t)__builtin_ctzll(x);
-	}
-	return end;
-}
-
-/* First index in [start, end) where either map has its bit set, or end. */
-static inline size_t bits_find_set2(const uint64_t *a, const uint64_t *b, size_t start,
-				    size_t end)
-{
-	for (size_t w = start / BITS_PER_WORD; start < end && w <= (end - 1) / BITS_PER_WORD; w++) {
-		uint64_t x = (word_at(a, w) | word_at(b, w)) & word_mask(w, start, end);
-
+		x = (v ? x : ~x) & word_mask(w, start, end);
 		if (x)
 			return w * BITS_PER_WORD + (size_t)__builtin_ctzll(x);
 	}

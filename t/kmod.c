@@ -363,19 +363,6 @@ static bool write_file(const char *path, const char *s)
 	return ok_;
 }
 
-static long read_long(const char *path)
-{
-	FILE *f = fopen(path, "r");
-	long v = -1;
-
-	if (f) {
-		if (fscanf(f, "%ld", &v) != 1)
-			v = -1;
-		fclose(f);
-	}
-	return v;
-}
-
 /* Two identical locked pages merged by ksmd into one KSM page. */
 static void ksm_test(void)
 {

@@ -33,19 +33,6 @@ struct arena {
 static long max_maps;
 static uint64_t next_tag = 1;
 
-static long read_long(const char *path)
-{
-	FILE *f = fopen(path, "r");
-	long v = -1;
-
-	if (f) {
-		if (fscanf(f, "%ld", &v) != 1)
-			v = -1;
-		fclose(f);
-	}
-	return v;
-}
-
 static long spare_maps(void)
 {
 	return max_maps - map_count();

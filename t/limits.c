@@ -146,9 +146,8 @@ static int as_child(void)
 	struct rlimit rl;
 	struct rewire_options o;
 	struct rewire_arena *a;
-	long lck, maps, max = 65530;
+	long lck, maps, max;
 	int failed = 0;
-	FILE *f;
 	char *p;
 
 	/* Only the soft limit, so it can be lifted again below. */
@@ -178,12 +177,9 @@ static int as_child(void)
 	}
 
 	/* Use up the mappings: a region split page by page. */
-	f = fopen("/proc/sys/vm/max_map_count", "r");
-	if (f) {
-		if (fscanf(f, "%ld", &max) != 1)
-			max = 65530;
-		fclose(f);
-	}
+	max = read_long("/proc/sys/vm/max_map_count");
+	if (max < 0)
+		max = 65530;
 	rl.rlim_cur = rl.rlim_max;
 	setrlimit(RLIMIT_AS, &rl);
 	{

@@ -62,10 +62,7 @@ static double deadline;
 
 static uint64_t next(struct worker *w)
 {
-	w->rng ^= w->rng << 13;
-	w->rng ^= w->rng >> 7;
-	w->rng ^= w->rng << 17;
-	return w->rng;
+	return rnd_next(&w->rng);
 }
 
 static bool fail(struct worker *w, const char *what, int err)

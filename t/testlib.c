@@ -125,6 +125,15 @@ uint64_t rnd(void)
 	return rnd_state * 0x2545f4914f6cdd1dull;
 }
 
+uint64_t rnd_next(uint64_t *state)
+{
+	/* xorshift64, for a thread's own sequence */
+	*state ^= *state << 13;
+	*state ^= *state >> 7;
+	*state ^= *state << 17;
+	return *state;
+}
+
 size_t rnd_below(size_t n)
 {
 	return n ? (size_t)(rnd() % n) : 0;
@@ -159,6 +168,19 @@ static long status_field(const char *name)
 long vm_locked_kb(void)
 {
 	return status_field("VmLck");
+}
+
+long read_long(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	long v = -1;
+
+	if (f) {
+		if (fscanf(f, "%ld", &v) != 1)
+			v = -1;
+		fclose(f);
+	}
+	return v;
 }
 
 long map_count(void)

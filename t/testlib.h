@@ -37,9 +37,13 @@ bool check_pages(const char *base, const uint64_t *model, size_t npages);
 uint64_t test_seed(void);
 uint64_t rnd(void);
 size_t rnd_below(size_t n);
+/* The next of a sequence of one's own (state not 0), for threads. */
+uint64_t rnd_next(uint64_t *state);
 void shuffle(size_t *v, size_t n);
 
 long vm_locked_kb(void);
 long map_count(void);
+/* The number a file such as /proc/sys/vm/max_map_count holds, or -1. */
+long read_long(const char *path);
 
 #endif

@@ -22,10 +22,7 @@ struct worker {
 
 static uint64_t next(struct worker *w)
 {
-	w->rng ^= w->rng << 13;
-	w->rng ^= w->rng >> 7;
-	w->rng ^= w->rng << 17;
-	return w->rng;
+	return rnd_next(&w->rng);
 }
 
 /* Index of a random page of m[0, 2 * NP) that is (or is not) a hole. */
