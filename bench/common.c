@@ -36,6 +36,11 @@ double median(double *v, int n)
 
 static uint64_t rng = 0x9e3779b97f4a7c15ull;
 
+void rnd_seed(uint64_t seed)
+{
+	rng = seed ? seed : 0x9e3779b97f4a7c15ull;
+}
+
 uint64_t rnd(void)
 {
 	rng ^= rng << 13;

@@ -17,6 +17,7 @@ extern bool bench_failed;
 double now_ns(void);
 double median(double *v, int n);
 uint64_t rnd(void);
+void rnd_seed(uint64_t seed);
 void shuffle(size_t *v, size_t n);
 
 /* A line on stderr that rewrites itself, on a terminal only. */

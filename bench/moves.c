@@ -131,6 +131,13 @@ static void permute(const char *what, const char *backend, size_t n, size_t bloc
 	a = setup(backend, n, &base);
 	if (!a)
 		goto out;
+	/*
+	 * Every backend of a row gets the same permutations: how long a page-
+	 * table move of blocks takes depends on the permutation itself (about
+	 * 100 or 175 ns a page on one machine), so different ones would make
+	 * the ratios between backends a lottery.
+	 */
+	rnd_seed(n * 64 + block);
 	for (size_t i = 0; i < n; i++)
 		where[i] = i;
 	for (int r = 0; r < reps; r++) {
