@@ -338,6 +338,18 @@ static struct tcache *my_tcache(struct rewire_arena *a)
 	return &a->tcache[my_slot];
 }
 
+/*
+ * Pages a slot may keep: 1,024, but never more than a 64th of the arena,
+ * so that all the slots together keep at most a quarter of a small arena
+ * from the threads that need it.
+ */
+static size_t tcache_pages(const struct rewire_arena *a)
+{
+	size_t share = a->npages / (4 * (size_t)TCACHE_SLOTS);
+
+	return share < TCACHE_PAGES ? share : TCACHE_PAGES;
+}
+
 /* Free a claimed run that a cache gave up. */
 static void uncache(struct rewire_arena *a, size_t start, size_t n)
 {
@@ -378,7 +390,7 @@ static void tcache_put(struct rewire_arena *a, struct tcache *tc, size_t start, 
 	size_t out[TCACHE_RUNS][2], nout = 0;
 
 	pthread_mutex_lock(&tc->lock);
-	while (tc->nruns && (tc->nruns == TCACHE_RUNS || tc->pages + n > TCACHE_PAGES)) {
+	while (tc->nruns && (tc->nruns == TCACHE_RUNS || tc->pages + n > tcache_pages(a))) {
 		out[nout][0] = tc->run[0].start;
 		out[nout++][1] = tc->run[0].n;
 		__atomic_store_n(&tc->pages, tc->pages - tc->run[0].n, __ATOMIC_RELAXED);
@@ -522,7 +534,7 @@ int rewire_free(struct rewire_arena *a, void *p)
 			return -EBUSY;
 	}
 	/* All backed, it needs no system call: keep it for this thread. */
-	if (n <= TCACHE_PAGES && (tc = my_tcache(a)) && bits_all(a->backed, start, n, true)) {
+	if (n <= tcache_pages(a) && (tc = my_tcache(a)) && bits_all(a->backed, start, n, true)) {
 		tcache_put(a, tc, start, n);
 		return 0;
 	}

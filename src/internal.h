@@ -81,7 +81,7 @@ extern const struct backend rw_backend_mremap;
  */
 #define TCACHE_SLOTS 16
 #define TCACHE_RUNS 8
-#define TCACHE_PAGES 1024
+#define TCACHE_PAGES 1024	/* at most; see tcache_pages() */
 
 struct tcache {
 	pthread_mutex_t lock;
