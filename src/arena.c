@@ -395,12 +395,15 @@ claimed:
 	for (size_t k = 0; k < nv; k++)
 		v[k].dropped = !rw_pages_discard(a, v[k].start, v[k].n);
 	pthread_mutex_lock(&a->lock);
+	/* Recorded before the claim goes: an allocation that claims the pages
+	 * next must see holes, or it would count them as backed and not take
+	 * budget for them. */
 	for (size_t k = 0; k < nv; k++) {
+		if (v[k].dropped) {
+			bits_clear(a->backed, v[k].start, v[k].n);
+			__atomic_sub_fetch(&a->nbacked, v[k].n, __ATOMIC_RELAXED);
+		}
 		bits_release(a->busy, v[k].start, v[k].n);
-		if (!v[k].dropped)
-			continue;
-		bits_clear(a->backed, v[k].start, v[k].n);
-		__atomic_sub_fetch(&a->nbacked, v[k].n, __ATOMIC_RELAXED);
 	}
 	free(v);
 	return ret;

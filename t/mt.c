@@ -4,7 +4,8 @@
  * runs to each other (so runs are freed by threads that did not allocate
  * them), and check what they own against their model after every step. A
  * monitor checks that the lock budget holds at every moment. Then: frees
- * racing operations on the same run, and cross-thread frees in bulk.
+ * racing operations on the same run, cross-thread frees in bulk, and purges
+ * racing allocations.
  * REWIRE_MT_STEPS sets the steps per thread, REWIRE_MT_SECONDS the time a
  * phase may take at most.
  */
@@ -467,6 +468,72 @@ static void free_during_permute(size_t n)
 	rewire_arena_destroy(arena);
 }
 
+/*
+ * Purges racing allocations in an arena short of budget: allocations drop
+ * the cache too. Every page an allocation returns must be resident (the
+ * arena is locked, not on fault), and the arena's count of backed pages must
+ * match its pages at the end.
+ */
+static long purge_bad;
+
+static void *purger(void *arg)
+{
+	(void)arg;
+	while (__atomic_load_n(&running, __ATOMIC_RELAXED))
+		if (rewire_purge(arena))
+			__atomic_add_fetch(&purge_bad, 1, __ATOMIC_RELAXED);
+	return NULL;
+}
+
+static void *churner(void *arg)
+{
+	uint64_t rng = (uint64_t)(intptr_t)arg;
+	char *mine[4] = { NULL };
+
+	for (long i = 0; now() < deadline; i++) {
+		int k = (int)(i % 4);
+		size_t n = 1 + rnd_next(&rng) % 8;
+
+		if (mine[k] && rewire_free(arena, mine[k]))
+			__atomic_add_fetch(&purge_bad, 1, __ATOMIC_RELAXED);
+		mine[k] = rewire_alloc(arena, n * page_size, 0);
+		for (size_t j = 0; mine[k] && j < n; j++)
+			if (!page_resident(mine[k] + j * page_size))
+				__atomic_add_fetch(&purge_bad, 1, __ATOMIC_RELAXED);
+	}
+	for (int k = 0; k < 4; k++)
+		if (mine[k] && rewire_free(arena, mine[k]))
+			__atomic_add_fetch(&purge_bad, 1, __ATOMIC_RELAXED);
+	return NULL;
+}
+
+static void purge_races(double seconds)
+{
+	pthread_t t[4];
+	struct rewire_stats st;
+
+	arena = test_arena(512, 96, 0);
+	__atomic_store_n(&running, 1, __ATOMIC_RELAXED);
+	deadline = now() + seconds;
+	for (int i = 0; i < 4; i++)
+		if (pthread_create(&t[i], NULL, i ? churner : purger, (void *)(intptr_t)(i + 1)))
+			bail("pthread_create");
+	for (int i = 1; i < 4; i++)
+		pthread_join(t[i], NULL);
+	__atomic_store_n(&running, 0, __ATOMIC_RELAXED);
+	pthread_join(t[0], NULL);
+	rewire_arena_stats(arena, &st);
+	ok(!purge_bad, "purges racing allocations: every page allocated was backed, every "
+	   "call succeeded (%ld not)", purge_bad);
+	ok(st.allocated == 0 && st.backed == st.cached, "purges racing allocations: backed "
+	   "%zu = cached %zu", st.backed, st.cached);
+	rewire_purge(arena);
+	rewire_arena_stats(arena, &st);
+	ok(st.backed == 0 && st.locked == 0, "purges racing allocations: a last purge leaves "
+	   "nothing backed (%zu) or locked (%zu)", st.backed, st.locked);
+	rewire_arena_destroy(arena);
+}
+
 /* Producers allocate and tag runs, consumers on other threads check and
  * free them. */
 #define QUEUE 64
@@ -560,5 +627,6 @@ int main(void)
 	free_races(valgrind ? 20 : 300);
 	free_during_permute(valgrind ? 1024 : 16384);
 	cross_frees(valgrind ? 200 : 2000);
+	purge_races(valgrind ? 0.5 : seconds_per_phase / 3);
 	return done_testing();
 }
