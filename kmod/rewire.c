@@ -632,6 +632,9 @@ static long rw_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 		return copy_to_user(uarg, &info, sizeof(info)) ? -EFAULT : 0;
 	case REWIRE_IOC_ATTACH:
 	case REWIRE_IOC_BATCH:
+		/* Rearranging memory is writing to the device: O_RDWR only. */
+		if (!(file->f_mode & FMODE_WRITE))
+			return -EBADF;
 		if (mutex_lock_killable(&rf->lock))
 			return -EINTR;
 		ret = cmd == REWIRE_IOC_ATTACH ? rw_ioctl_attach(rf, uarg) :
@@ -677,7 +680,8 @@ static struct miscdevice rw_dev = {
 	.minor = MISC_DYNAMIC_MINOR,
 	.name = "rewire",
 	.fops = &rw_fops,
-	.mode = 0666,
+	/* root and group "rewire" (60-rewire.rules sets the group) */
+	.mode = 0660,
 };
 
 static int __init rw_init(void)

@@ -22,6 +22,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
@@ -199,6 +200,24 @@ static void interface(void)
 	model[0] = 1, model[7] = 8;
 	ok(check_pages(p, model, 8), "the pages are back");
 	close(fd2);
+
+	/* Rearranging memory needs the file open for writing. */
+	{
+		int ro = open(DEV, O_RDONLY | O_CLOEXEC);
+		struct stat st;
+		unsigned int mode = stat(DEV, &st) ? 0 : st.st_mode & 0777;
+
+		ok(mode == 0660, "the device is created with mode 0660 (now %o)", mode);
+		if (ro < 0)
+			bail("open %s read-only: %s", DEV, strerror(errno));
+		is_int(0, ioctl(ro, REWIRE_IOC_INFO, &info) ? -errno : 0,
+		       "opened read-only: REWIRE_IOC_INFO works");
+		is_int(-EBADF, attach(ro, p, 8 * page_size), "opened read-only: attach fails with EBADF");
+		is_int(-EBADF, one(ro, REWIRE_DEV_SWAP, p, p + 7 * page_size, 1, NULL),
+		       "opened read-only: a batch fails with EBADF");
+		ok(check_pages(p, model, 8), "nothing moved");
+		close(ro);
+	}
 	close(fd);
 	munmap(p, 8 * page_size);
 }
