@@ -33,6 +33,7 @@
 #include <linux/pagemap.h>
 #include <linux/rmap.h>
 #include <linux/sched/mm.h>
+#include <linux/sched/signal.h>
 #include <linux/slab.h>
 #include <linux/swap.h>
 #include <linux/swapops.h>
@@ -229,6 +230,23 @@ static int rw_grab(struct rw_batch *b, unsigned long addr, bool want_hole,
 	return 0;
 }
 
+/*
+ * A batch may walk some 10^5 entries under the mmap lock: let other tasks
+ * run now and then, and say whether the caller was killed. Called only
+ * where stopping leaves every page at exactly one address.
+ */
+static bool rw_yield(void)
+{
+	cond_resched();
+	return fatal_signal_pending(current);
+}
+
+/* Once per page table's worth of slots, not on every slot. */
+static bool rw_yield_every(u64 j)
+{
+	return j && !(j % PTRS_PER_PTE) && rw_yield();
+}
+
 static void rw_release(struct rw_slot *slots, size_t n)
 {
 	size_t i;
@@ -322,15 +340,24 @@ static int rw_apply_op(struct rw_batch *b, const struct rewire_dev_op *op,
 	struct rw_slot *s = b->slots;
 	int ret = 0;
 
-	for (j = 0; j < nslots && !ret; j++)
+	for (j = 0; j < nslots && !ret; j++) {
+		/* Nothing has changed yet: a kill may stop the op here. */
+		if (rw_yield_every(j)) {
+			ret = -EINTR;
+			break;
+		}
 		ret = rw_grab(b, rw_slot_addr(op, j), move && !(j & 1), &s[j]);
+	}
 	if (ret) {
 		rw_release(s, j);
 		return ret;
 	}
 
-	for (j = 0; j < nslots; j++)
+	for (j = 0; j < nslots; j++) {
+		if (!(j % PTRS_PER_PTE))
+			cond_resched();
 		s[j].pte = rw_lift(b, rw_slot_addr(op, j));
+	}
 	/* Paired with the barrier in GUP's pinning, as in the kernel. */
 	smp_mb();
 	for (j = 0; j < nslots; j++)
@@ -339,6 +366,9 @@ static int rw_apply_op(struct rw_batch *b, const struct rewire_dev_op *op,
 	for (j = 0; j < nslots; j++) {
 		unsigned long from = rw_slot_addr(op, j);
 
+		/* Half done: yield, but finish the op even if killed. */
+		if (!(j % PTRS_PER_PTE))
+			cond_resched();
 		rw_place(b, from, pinned ? from : rw_slot_dest(op, perm, j),
 			 s[j].pte, s[j].folio);
 	}
@@ -518,6 +548,8 @@ static int rw_run(struct rewire_file *rf, struct rw_batch *b, u32 *done)
 		if (!b->tables_err && op->type != REWIRE_DEV_PERMUTE)
 			b->tables_err = rw_ensure_tables(b->mm, op->src,
 							 op->npages);
+		if (!b->tables_err && rw_yield())
+			b->tables_err = -EINTR;
 		if (b->tables_err)
 			break;
 	}
@@ -530,6 +562,15 @@ static int rw_run(struct rewire_file *rf, struct rw_batch *b, u32 *done)
 	b->lo = ULONG_MAX;
 	b->hi = 0;
 	for (k = 0; k < b->tables_ok; k++) {
+		/*
+		 * Between operations every page is at one address: a kill ends
+		 * the batch here, reported like any other error, and what moved
+		 * is flushed below.
+		 */
+		if (rw_yield()) {
+			ret = -EINTR;
+			break;
+		}
 		ret = rw_apply_op(b, &b->ops[k], b->perms[k]);
 		if (ret)
 			break;

@@ -352,6 +352,92 @@ static void progress(void)
 	munmap(p, N * page_size);
 }
 
+/*
+ * A kill during a batch. A CLONE_VM child, which shares this memory and the
+ * file, runs one batch of KILL_OPS one-page swaps and is killed partway:
+ * the batch must stop between two ops and write back how many it applied,
+ * and the memory, read here, must show exactly those.
+ */
+enum { KILL_PAIRS = 4096, KILL_OPS = 65536 };
+static struct {
+	int fd;
+	atomic_int calling;
+	struct rewire_dev_batch b;
+} kill_state;
+
+static int kill_child(void *arg __attribute__((unused)))
+{
+	atomic_store(&kill_state.calling, 1);
+	ioctl(kill_state.fd, REWIRE_IOC_BATCH, &kill_state.b);
+	return 0;
+}
+
+static void kill_test(void)
+{
+	enum { STACK = 1 << 16 };
+	int fd = dev_open(), st, bad = 0, tries;
+	char *p = map_pages(2 * KILL_PAIRS, 1000, true), *stack = malloc(STACK);
+	struct rewire_dev_op *ops = calloc(KILL_OPS, sizeof(*ops));
+	uint64_t model[2 * KILL_PAIRS];
+	uint32_t done = 0, midway = 0;
+	long delay = 1000;
+
+	if (!stack || !ops)
+		bail("out of memory");
+	for (size_t i = 0; i < 2 * KILL_PAIRS; i++)
+		model[i] = 1000 + i;
+	is_int(0, attach(fd, p, 2 * KILL_PAIRS * page_size), "attach %d pages", 2 * KILL_PAIRS);
+	for (size_t k = 0; k < KILL_OPS; k++)
+		ops[k] = op_of(REWIRE_DEV_SWAP, p + (k % KILL_PAIRS) * page_size,
+			       p + (k % KILL_PAIRS + KILL_PAIRS) * page_size, 1, NULL);
+	for (tries = 0; tries < 60 && !midway && !bad; tries++) {
+		pid_t pid;
+
+		kill_state.fd = fd;
+		atomic_store(&kill_state.calling, 0);
+		kill_state.b = (struct rewire_dev_batch){ .ops = (uintptr_t)ops, .nops = KILL_OPS,
+							  .done = UINT32_MAX, .pages = UINT64_MAX };
+		pid = clone(kill_child, stack + STACK, CLONE_VM | SIGCHLD, NULL);
+		if (pid < 0)
+			bail("clone: %s", strerror(errno));
+		while (!atomic_load(&kill_state.calling))
+			sched_yield();
+		usleep((useconds_t)delay);
+		kill(pid, SIGKILL);
+		if (waitpid(pid, &st, 0) != pid)
+			bail("waitpid: %s", strerror(errno));
+		done = kill_state.b.done;
+		if (done == UINT32_MAX) {	/* killed before the batch began */
+			delay = delay * 3 / 2 + 1;
+			continue;
+		}
+		if (kill_state.b.pages != 2ULL * done) {
+			diag("try %d: done %u but %llu entries moved", tries, done,
+			     (unsigned long long)kill_state.b.pages);
+			bad++;
+		}
+		for (uint32_t k = 0; k < done; k++)
+			model_apply(model, &ops[k], p);
+		if (!check_pages(p, model, 2 * KILL_PAIRS)) {
+			diag("try %d: the pages are not where %u ops put them", tries, done);
+			bad++;
+		}
+		if (done == KILL_OPS)
+			delay /= 2;
+		else if (done == 0)
+			delay = delay * 3 / 2 + 1;
+		else
+			midway = done;
+	}
+	diag("kill: %d tries, the last after %ld us, done %u of %d", tries, delay, done, KILL_OPS);
+	is_int(0, bad, "a killed batch reports exactly the ops it applied, each complete");
+	ok(midway > 0, "a kill stops a batch between two ops (after %u of %d)", midway, KILL_OPS);
+	free(ops);
+	free(stack);
+	close(fd);
+	munmap(p, 2 * KILL_PAIRS * page_size);
+}
+
 /* An address in the smaps entry of p: is any of it THP-mapped? */
 static long smaps_kb(const void *p, const char *field)
 {
@@ -1007,6 +1093,7 @@ int main(void)
 	interface();
 	bounds();
 	progress();
+	kill_test();
 	refusals();
 	is_int(0, tlb_test(200), "no CPU saw a stale translation after a batch returned");
 	if (node_count() >= 2) {
