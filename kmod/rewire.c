@@ -13,7 +13,13 @@
  *   the VMA's lock (write) no per-VMA-lock fault either (6.4 on)
  *   anon_vma lock (write)  no rmap walk (migration, reclaim, memory-failure)
  *   folio lock (trylock)   each page whose index changes, as rmap requires
- *   PTE locks              taken in address order, two at most
+ *   PTE lock               one at a time, around each read or write of an entry
+ * mremap's move_ptes() and UFFDIO_MOVE hold the source's and the
+ * destination's PTE locks together, as they change entries while faults
+ * and rmap walks may run. Here the locks above keep out every other writer
+ * of these entries and every reader but lockless GUP-fast (which re-checks
+ * the entry after pinning), so no one sees an entry half moved, and one
+ * PTE lock at a time is enough: never two, so no order between them.
  * The anon_vma lock is held until the TLB has been flushed, so no rmap walk
  * can see a moved page before every CPU has forgotten its old address.
  * The folio lock ranks above the anon_vma lock, hence trylock (-EAGAIN).
@@ -67,6 +73,8 @@ struct rewire_file {
 /* One page of an operation, between validation and the move. */
 struct rw_slot {
 	struct folio *folio;	/* locked; NULL for a hole or the zero page */
+	pte_t *ptep;		/* the slot's entry, found once by rw_grab() */
+	spinlock_t *ptl;	/* and its page table's lock */
 	pte_t pte;		/* the entry lifted from the slot's address */
 };
 
@@ -164,39 +172,47 @@ static int rw_ensure_tables(struct mm_struct *mm, unsigned long addr,
 	return 0;
 }
 
+/*
+ * The PTE of addr and its lock, or NULL with *err set: the tables were made
+ * before, and under the mmap write lock nothing frees them, so NULL means
+ * the walk met what rw_ensure_tables() refused, or a bug.
+ */
 static pte_t *rw_pte(struct mm_struct *mm, unsigned long addr,
-		     spinlock_t **ptl)
+		     spinlock_t **ptl, int *err)
 {
-	int err;
-	pmd_t *pmd = rw_pmd(mm, addr, &err);
+	pmd_t *pmd = rw_pmd(mm, addr, err);
 
-	if (!pmd)
+	if (!pmd) {
+		if (!*err)
+			*err = -EFAULT;
 		return NULL;
+	}
 	*ptl = pte_lockptr(mm, pmd);
 	return pte_offset_kernel(pmd, addr);
 }
 
 /*
- * Check that the page at addr may move, and lock its folio. A hole is fine,
- * and so is the shared zero page unless a hole is required. On error the
- * slot holds no lock.
+ * Find the entry of addr, check that its page may move, and lock its folio.
+ * A hole is fine, and so is the shared zero page unless a hole is required.
+ * On error the slot holds no lock. Every slot is grabbed before any entry
+ * changes, and the destinations of an op's slots are its slots' addresses,
+ * so the lifts and places after it use the entries found here.
  */
 static int rw_grab(struct rw_batch *b, unsigned long addr, bool want_hole,
 		   struct rw_slot *slot)
 {
 	struct folio *folio;
 	struct page *page;
-	spinlock_t *ptl;
-	pte_t *ptep;
 	pte_t pte;
+	int err;
 
 	slot->folio = NULL;
-	ptep = rw_pte(b->mm, addr, &ptl);
-	if (!ptep)
-		return -EFAULT;
-	spin_lock(ptl);
-	pte = ptep_get(ptep);
-	spin_unlock(ptl);
+	slot->ptep = rw_pte(b->mm, addr, &slot->ptl, &err);
+	if (!slot->ptep)
+		return err;
+	spin_lock(slot->ptl);
+	pte = ptep_get(slot->ptep);
+	spin_unlock(slot->ptl);
 
 	if (pte_none(pte))
 		return 0;
@@ -273,43 +289,39 @@ static unsigned long rw_slot_addr(const struct rewire_dev_op *op, u64 j)
 	return (j & 1 ? op->src : op->dst) + ((j >> 1) << PAGE_SHIFT);
 }
 
-/* Where the page of slot j goes. */
-static unsigned long rw_slot_dest(const struct rewire_dev_op *op,
-				  const u64 *perm, u64 j)
+/* The slot whose address the page of slot j goes to. */
+static u64 rw_slot_dest(const struct rewire_dev_op *op, const u64 *perm, u64 j)
 {
-	if (perm)
-		return op->dst + (perm[j] << PAGE_SHIFT);
-	return (j & 1 ? op->dst : op->src) + ((j >> 1) << PAGE_SHIFT);
+	return perm ? perm[j] : j ^ 1;
 }
 
-static pte_t rw_lift(struct rw_batch *b, unsigned long addr)
+static pte_t rw_lift(struct rw_batch *b, unsigned long addr,
+		     const struct rw_slot *slot)
 {
-	spinlock_t *ptl;
-	pte_t *ptep = rw_pte(b->mm, addr, &ptl);
 	pte_t pte;
 
-	spin_lock(ptl);
-	pte = ptep_get_and_clear(b->mm, addr, ptep);
-	spin_unlock(ptl);
+	spin_lock(slot->ptl);
+	pte = ptep_get_and_clear(b->mm, addr, slot->ptep);
+	spin_unlock(slot->ptl);
 	if (!pte_none(pte))
 		rw_touched(b, addr);
 	return pte;
 }
 
 /*
- * Put pte, lifted from the address from, at addr. A page that changes
- * address gets its rmap index (under its folio lock, as rmap walkers read
- * it) and the soft-dirty bit, as mremap gives it.
+ * Put pte, lifted from the address from, at addr, the address of slot to.
+ * A page that changes address gets its rmap index (under its folio lock, as
+ * rmap walkers read it) and the soft-dirty bit, as mremap gives it.
  */
 static void rw_place(struct rw_batch *b, unsigned long from,
-		     unsigned long addr, pte_t pte, struct folio *folio)
+		     unsigned long addr, const struct rw_slot *to, pte_t pte,
+		     struct folio *folio)
 {
-	spinlock_t *ptl;
-	pte_t *ptep;
+	spinlock_t *ptl = to->ptl;
+	pte_t *ptep = to->ptep;
 
 	if (pte_none(pte))
 		return;
-	ptep = rw_pte(b->mm, addr, &ptl);
 	spin_lock(ptl);
 	if (addr != from) {
 		if (folio && break_for_test != 2)
@@ -356,7 +368,7 @@ static int rw_apply_op(struct rw_batch *b, const struct rewire_dev_op *op,
 	for (j = 0; j < nslots; j++) {
 		if (!(j % PTRS_PER_PTE))
 			cond_resched();
-		s[j].pte = rw_lift(b, rw_slot_addr(op, j));
+		s[j].pte = rw_lift(b, rw_slot_addr(op, j), &s[j]);
 	}
 	/* Paired with the barrier in GUP's pinning, as in the kernel. */
 	smp_mb();
@@ -364,12 +376,12 @@ static int rw_apply_op(struct rw_batch *b, const struct rewire_dev_op *op,
 		if (s[j].folio && folio_maybe_dma_pinned(s[j].folio))
 			pinned = true;
 	for (j = 0; j < nslots; j++) {
-		unsigned long from = rw_slot_addr(op, j);
+		u64 to = pinned ? j : rw_slot_dest(op, perm, j);
 
 		/* Half done: yield, but finish the op even if killed. */
 		if (!(j % PTRS_PER_PTE))
 			cond_resched();
-		rw_place(b, from, pinned ? from : rw_slot_dest(op, perm, j),
+		rw_place(b, rw_slot_addr(op, j), rw_slot_addr(op, to), &s[to],
 			 s[j].pte, s[j].folio);
 	}
 	/*
@@ -533,7 +545,10 @@ static int rw_run(struct rewire_file *rf, struct rw_batch *b, u32 *done)
 		return ret;
 	b->vma = find_vma(b->mm, rf->start);
 	ret = rw_check_vma(b->vma, rf->start, rf->end);
-	/* Secondary MMUs would keep stale translations: no notifier calls. */
+	/*
+	 * Secondary MMUs would keep stale translations: no notifier calls.
+	 * Once any notifier was registered this stays true until the mm dies.
+	 */
 	if (!ret && mm_has_notifiers(b->mm))
 		ret = -EBUSY;
 	if (ret)
