@@ -60,15 +60,57 @@
 static unsigned int break_for_test;
 module_param(break_for_test, uint, 0444);
 MODULE_PARM_DESC(break_for_test, "tests only: 1 skip TLB flush, 2 skip index update");
-#else
-#define break_for_test 0U
 #endif
 
 struct rewire_file {
 	struct mutex lock;		/* serializes ioctls on this file */
 	struct mm_struct *mm;		/* NULL until attached */
 	unsigned long start, end;	/* the attached range */
+#ifdef REWIRE_TEST_HOOKS
+	struct mmu_notifier mn;		/* REWIRE_IOC_TEST_NOTIFIER's */
+	bool mn_on;
+#endif
 };
+
+#ifdef REWIRE_TEST_HOOKS
+/*
+ * An mmu notifier that does nothing, so that the tests can show a batch
+ * refused where one is registered without needing KVM.
+ */
+static const struct mmu_notifier_ops rw_test_mn_ops = { };
+
+static long rw_test_notifier(struct rewire_file *rf)
+{
+	int ret;
+
+	if (!current->mm)
+		return -EPERM;
+	if (rf->mn_on)
+		return -EBUSY;
+	rf->mn.ops = &rw_test_mn_ops;
+	ret = mmu_notifier_register(&rf->mn, current->mm);
+	if (!ret)
+		rf->mn_on = true;
+	return ret;
+}
+
+static void rw_test_notifier_release(struct rewire_file *rf)
+{
+	if (rf->mn_on)
+		mmu_notifier_unregister(&rf->mn, rf->mn.mm);
+}
+#else
+#define break_for_test 0U
+
+static long rw_test_notifier(struct rewire_file *rf)
+{
+	return -ENOTTY;
+}
+
+static void rw_test_notifier_release(struct rewire_file *rf)
+{
+}
+#endif
 
 /* One page of an operation, between validation and the move. */
 struct rw_slot {
@@ -697,6 +739,12 @@ static long rw_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 						 rw_ioctl_batch(rf, uarg);
 		mutex_unlock(&rf->lock);
 		return ret;
+	case REWIRE_IOC_TEST_NOTIFIER:
+		if (mutex_lock_killable(&rf->lock))
+			return -EINTR;
+		ret = rw_test_notifier(rf);
+		mutex_unlock(&rf->lock);
+		return ret;
 	default:
 		return -ENOTTY;
 	}
@@ -717,6 +765,7 @@ static int rw_release_file(struct inode *inode, struct file *file)
 {
 	struct rewire_file *rf = file->private_data;
 
+	rw_test_notifier_release(rf);
 	if (rf->mm)
 		mmdrop(rf->mm);
 	mutex_destroy(&rf->lock);

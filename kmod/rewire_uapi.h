@@ -57,4 +57,11 @@ struct rewire_dev_batch {
 #define REWIRE_IOC_ATTACH	_IOW(REWIRE_IOC_MAGIC, 1, struct rewire_dev_attach)
 #define REWIRE_IOC_BATCH	_IOWR(REWIRE_IOC_MAGIC, 2, struct rewire_dev_batch)
 
+/*
+ * Only in a module built for the test suite (kmod/build.sh --test-hooks):
+ * the module registers an mmu notifier on the calling process, until the
+ * file is closed. Other builds answer ENOTTY.
+ */
+#define REWIRE_IOC_TEST_NOTIFIER	_IO(REWIRE_IOC_MAGIC, 0x7f)
+
 #endif /* _REWIRE_UAPI_H */

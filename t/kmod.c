@@ -5,7 +5,9 @@
  * a fuzz of malformed calls. It runs where the module is loaded: inside the
  * VMs of t/vm.sh. REWIRE_KMOD_BROKEN=1 or 2 says the module was loaded with
  * break_for_test=1 (no TLB flush) or 2 (no rmap update): then only the test
- * that must notice runs, and passes when it does notice.
+ * that must notice runs, and passes when it does notice, after the
+ * mmu-notifier refusal, which needs that build's test hooks (also alone:
+ * REWIRE_KMOD_ONLY=notifier with rewire-test.ko loaded).
  */
 #include "config.h"
 
@@ -743,7 +745,8 @@ static void refusals(void)
 	munmap(p, 4 * page_size);
 
 	/* A process with an mmu notifier (KVM): secondary TLBs are not
-	 * flushed, so the module refuses. */
+	 * flushed, so the module refuses. Without KVM, notifier_test() shows
+	 * the same with a notifier of the module's test hooks. */
 	fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
 	if (fd >= 0 && ioctl(fd, _IO(0xAE, 0x01), 0) >= 0) {
 		int dev = dev_open();
@@ -770,6 +773,53 @@ static void refusals(void)
 	} else
 		ok(1, "# SKIP only root may try to unload the module");
 	close(fd);
+}
+
+/*
+ * The mmu-notifier refusal, without KVM: a module built with test hooks
+ * registers a notifier on the calling process (REWIRE_IOC_TEST_NOTIFIER).
+ * In a child, as the refusal lasts as long as the process. Returns false
+ * when the module has no test hooks.
+ */
+static bool notifier_test(void)
+{
+	enum { HOOK, REFUSED, UNMOVED, AFTER, STEPS };
+	int *r = mmap(NULL, page_size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	pid_t pid;
+	int st;
+
+	if (r == MAP_FAILED)
+		bail("mmap: %s", strerror(errno));
+	for (int i = 0; i < STEPS; i++)
+		r[i] = 99;
+	pid = fork();
+	if (pid == 0) {
+		int fd = dev_open(), hook = dev_open();
+		char *p = map_pages(2, 500, true);
+
+		if (attach(fd, p, 2 * page_size))
+			_exit(1);
+		r[HOOK] = ioctl(hook, REWIRE_IOC_TEST_NOTIFIER) ? -errno : 0;
+		if (r[HOOK])
+			_exit(0);
+		r[REFUSED] = one(fd, REWIRE_DEV_SWAP, p, p + page_size, 1, NULL);
+		r[UNMOVED] = page_has_tag(p, 500) && page_has_tag(p + page_size, 501);
+		close(hook);	/* unregisters it */
+		r[AFTER] = one(fd, REWIRE_DEV_SWAP, p, p + page_size, 1, NULL);
+		_exit(0);
+	}
+	if (pid < 0 || waitpid(pid, &st, 0) != pid || !WIFEXITED(st) || WEXITSTATUS(st))
+		bail("the notifier test's child failed");
+	if (r[HOOK] == -ENOTTY) {
+		munmap(r, page_size);
+		return false;
+	}
+	is_int(0, r[HOOK], "test hook: the module registers an mmu notifier on this process");
+	is_int(-EBUSY, r[REFUSED], "an mm with an mmu notifier: EBUSY");
+	ok(r[UNMOVED] == 1, "nothing moved");
+	is_int(-EBUSY, r[AFTER], "an mm that had an mmu notifier, unregistered since: EBUSY");
+	munmap(r, page_size);
+	return true;
 }
 
 /*
@@ -1075,13 +1125,22 @@ int main(void)
 	close(fd);
 	test_seed();
 
+	/* The module with test hooks is loaded: check the notifier refusal. */
+	if (broken || (only && !strcmp(only, "notifier"))) {
+		if (!notifier_test())
+			bail("REWIRE_KMOD_BROKEN or _ONLY=notifier, but rewire.ko has no test hooks");
+		if (!broken)
+			return done_testing();
+	}
 	if (broken && !strcmp(broken, "1")) {
 		ok(tlb_test(100) > 0, "negative control: without its TLB flush, the module is caught");
 		return done_testing();
 	}
 	if (broken && !strcmp(broken, "2")) {
-		if (node_count() < 2)
-			skip_all("one NUMA node: no migration to test");
+		if (node_count() < 2) {
+			ok(1, "# SKIP one NUMA node: no migration to test");
+			return done_testing();
+		}
 		ok(migrate_test() > 0, "negative control: without the rmap update, migration fails");
 		return done_testing();
 	}
@@ -1095,6 +1154,8 @@ int main(void)
 	progress();
 	kill_test();
 	refusals();
+	if (!notifier_test())
+		ok(1, "# SKIP rewire.ko has no test hooks: the mmu-notifier refusal is tested with rewire-test.ko");
 	is_int(0, tlb_test(200), "no CPU saw a stale translation after a batch returned");
 	if (node_count() >= 2) {
 		is_int(0, (long long)migrate_test(), "every moved page migrated to the other node");
