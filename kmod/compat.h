@@ -21,6 +21,7 @@
 #include <linux/kprobes.h>
 #include <linux/kvm_types.h>
 #include <linux/smp.h>
+#include <linux/utsname.h>
 #include <asm/cpufeature.h>
 #include <asm/ibt.h>
 
@@ -29,8 +30,39 @@ module_param_named(full_flush, rw_full_flush, bool, 0444);
 MODULE_PARM_DESC(full_flush, "flush the whole TLBs of the mm's CPUs, not its range");
 
 /*
- * As declared in arch/x86/include/asm/tlbflush.h (6.1 to 6.12), where the
- * declaration is hidden from modules.
+ * The kernel versions the module was tested on. A module that calls an
+ * unexported function through a pointer found at run time is checked by no
+ * compiler against the kernel's declaration, and DKMS rebuilds it for every
+ * new kernel: Kbuild refuses other major.minor versions, unless built with
+ * make REWIRE_UNTESTED=1, which defines REWIRE_UNTESTED_KERNEL; such a
+ * module then loads only with untested_kernel=1.
+ */
+/* Kbuild's rewire_tested, in words: keep the two in step. */
+#define RW_TESTED_LIST "6.1, 6.12, 7.2 and 7.3"
+
+static bool rw_untested_kernel;
+module_param_named(untested_kernel, rw_untested_kernel, bool, 0444);
+MODULE_PARM_DESC(untested_kernel, "load on a kernel version not tested (make REWIRE_UNTESTED=1)");
+
+/* Refuse to load where the module was not tested, unless asked to. */
+static int rw_check_kernel(void)
+{
+#ifdef REWIRE_UNTESTED_KERNEL
+	if (!rw_untested_kernel) {
+		pr_err("not tested on Linux %s, only on %s\n",
+		       init_utsname()->release, RW_TESTED_LIST);
+		pr_err("check flush_tlb_mm_range() there, then load with untested_kernel=1\n");
+		return -EOPNOTSUPP;
+	}
+	pr_notice("untested_kernel=1: Linux %s, not tested\n",
+		  init_utsname()->release);
+#endif
+	return 0;
+}
+
+/*
+ * As declared in arch/x86/include/asm/tlbflush.h (6.1, 6.12, 7.2, 7.3),
+ * where the declaration is hidden from modules.
  */
 typedef void (*rw_flush_tlb_fn)(struct mm_struct *mm, unsigned long start,
 				unsigned long end, unsigned int stride_shift,
@@ -42,8 +74,10 @@ static int rw_resolve_symbols(void)
 {
 	struct kprobe kp = { .symbol_name = "kallsyms_lookup_name" };
 	unsigned long (*lookup)(const char *name);
-	int ret;
+	int ret = rw_check_kernel();
 
+	if (ret)
+		return ret;
 	/* 6.1 has no kernel IBT, whatever the CPU offers. */
 	if (HAS_KERNEL_IBT && cpu_feature_enabled(X86_FEATURE_IBT))
 		rw_full_flush = true;
