@@ -48,7 +48,7 @@ static void *rewire_alloc_(size_t len)
 	return rewire_alloc(arena, len, 0);
 }
 
-static void *rewire_resize(void *p, size_t old_len, size_t len)
+static void *rewire_realloc_(void *p, size_t old_len, size_t len)
 {
 	(void)old_len;
 	return rewire_realloc(arena, p, len);
@@ -190,7 +190,7 @@ static int pinned_init(size_t reserve)
 #endif
 
 static const struct allocator allocators[] = {
-	{ rewire_name, rewire_init, rewire_alloc_, rewire_resize, rewire_release },
+	{ rewire_name, rewire_init, rewire_alloc_, rewire_realloc_, rewire_release },
 	{ "glibc", glibc_init, __libc_malloc, glibc_resize, glibc_release },
 #ifdef HAVE_JEMALLOC
 	{ "jemalloc", je_init, je_alloc, je_resize, je_release },

@@ -35,6 +35,14 @@ struct rewire_options {
 #define REWIRE_ALLOC_ZERO	(1u << 0)	/* contents read as zero */
 #define REWIRE_ALLOC_HOLES	(1u << 1)	/* pages start as holes */
 
+/* Flags for rewire_populate(). */
+#define REWIRE_POPULATE_RECYCLE	(1u << 0)	/* contents need not be zero */
+
+/* Page states, as rewire_page_state() reports them. */
+#define REWIRE_PAGE_LIVE	(1u << 0)	/* in a run */
+#define REWIRE_PAGE_BACKED	(1u << 1)	/* holds data (a free one: cached) */
+#define REWIRE_PAGE_HEAD	(1u << 2)	/* the first page of a run */
+
 /* Operations for rewire_batch(). */
 enum rewire_op_type {
 	REWIRE_OP_MOVE = 1,	/* move len bytes from src to the holes at dst */
@@ -80,8 +88,13 @@ void *rewire_zalloc(struct rewire_arena *arena, size_t len);
 void *rewire_realloc(struct rewire_arena *arena, void *ptr, size_t len);
 int rewire_free(struct rewire_arena *arena, void *ptr);
 size_t rewire_usable_size(struct rewire_arena *arena, const void *ptr);
+int rewire_resize(struct rewire_arena *arena, void *ptr, size_t len);
+int rewire_page_state(struct rewire_arena *arena, const void *addr, size_t len,
+		      unsigned char *vec);
 
 int rewire_discard(struct rewire_arena *arena, void *addr, size_t len);
+int rewire_populate(struct rewire_arena *arena, void *addr, size_t len,
+		    unsigned int flags);
 int rewire_move(struct rewire_arena *arena, void *dst, void *src, size_t len);
 int rewire_swap(struct rewire_arena *arena, void *a, void *b, size_t len);
 int rewire_permute(struct rewire_arena *arena, void *base, const size_t *perm,

@@ -638,12 +638,27 @@ static int move_run(struct rewire_arena *a, size_t from, size_t to, size_t n)
 	return 0;
 }
 
-/* Lock held; the run [start, start + old_n) is claimed by the caller. */
+/* Claim the n free pages at i, unless one of them is live or claimed. */
+static bool claim_free_at(struct rewire_arena *a, size_t i, size_t n)
+{
+	if (n > a->npages - i || !bits_claim_unless(a->busy, a->live, i, n))
+		return false;
+	/* Claimed first, then checked: pages change state only under a claim. */
+	if (bits_all(a->live, i, n, false))
+		return true;
+	bits_release(a->busy, i, n);
+	return false;
+}
+
+/*
+ * Lock held; the run [start, start + old_n) is claimed by the caller. If
+ * in_place, fail with -ENOSPC rather than move it.
+ */
 static int resize(struct rewire_arena *a, size_t start, size_t old_n, size_t new_n,
-		  size_t *new_start)
+		  size_t *new_start, bool in_place)
 {
 	size_t to, grow = new_n - old_n, tail = start + old_n, used;
-	bool short_of_budget;
+	bool short_of_budget, got_tail;
 	int ret;
 
 	*new_start = start;
@@ -653,9 +668,11 @@ static int resize(struct rewire_arena *a, size_t start, size_t old_n, size_t new
 			free_claimed(a, start + new_n, old_n - new_n, false, true);
 		return 0;
 	}
-	/* Claimed first, then checked: pages change state only under a claim. */
-	if (grow <= a->npages - tail && bits_claim_unless(a->busy, a->live, tail, grow) &&
-	    (bits_all(a->live, tail, grow, false) || (bits_release(a->busy, tail, grow), false))) {
+	got_tail = claim_free_at(a, tail, grow);
+	/* Threads' caches may hold the pages after the run. */
+	if (!got_tail && in_place && rw_flush_tcaches(a))
+		got_tail = claim_free_at(a, tail, grow);
+	if (got_tail) {
 		mark_live(a, tail, grow, false);
 		ret = back_claimed(a, tail, grow, false);
 		if (ret)
@@ -663,6 +680,8 @@ static int resize(struct rewire_arena *a, size_t start, size_t old_n, size_t new
 		bits_release(a->busy, tail, grow);
 		return ret;
 	}
+	if (in_place)
+		return -ENOSPC;
 	to = claim_free(a, new_n);
 	/* Threads' caches may hold what is missing. */
 	if (to == a->npages && rw_flush_tcaches(a))
@@ -714,26 +733,14 @@ static int resize(struct rewire_arena *a, size_t start, size_t old_n, size_t new
 	return 0;
 }
 
-void *rewire_realloc(struct rewire_arena *a, void *p, size_t len)
+/* Resize the run at p to len bytes (checked by the caller); the lock is
+ * taken here. The run's new place, or an error. */
+static int resize_run(struct rewire_arena *a, void *p, size_t len, bool in_place,
+		      size_t *new_start)
 {
-	size_t start, old_n, new_n, new_start;
+	size_t start, old_n, new_n = (len + a->page_size - 1) >> a->page_shift;
 	int ret;
 
-	if (!p)
-		return rewire_alloc(a, len, 0);
-	if (!a || !len) {
-		errno = EINVAL;
-		return NULL;
-	}
-	if (arena_forked(a)) {
-		errno = EFAULT;
-		return NULL;
-	}
-	if (len > a->npages << a->page_shift) {
-		errno = ENOMEM;
-		return NULL;
-	}
-	new_n = (len + a->page_size - 1) >> a->page_shift;
 	lock(a);
 	for (int tries = 0;; tries++) {
 		size_t again;
@@ -754,14 +761,150 @@ void *rewire_realloc(struct rewire_arena *a, void *p, size_t len)
 		}
 	}
 	if (!ret) {
-		ret = resize(a, start, old_n, new_n, &new_start);
-		if (new_start == start)
+		ret = resize(a, start, old_n, new_n, new_start, in_place);
+		if (*new_start == start)
 			bits_release(a->busy, start, new_n < old_n ? new_n : old_n);
 	}
 	unlock(a);
+	return ret;
+}
+
+void *rewire_realloc(struct rewire_arena *a, void *p, size_t len)
+{
+	size_t new_start;
+	int ret;
+
+	if (!p)
+		return rewire_alloc(a, len, 0);
+	if (!a || !len) {
+		errno = EINVAL;
+		return NULL;
+	}
+	if (arena_forked(a)) {
+		errno = EFAULT;
+		return NULL;
+	}
+	if (len > a->npages << a->page_shift) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	ret = resize_run(a, p, len, false, &new_start);
 	if (ret) {
 		errno = -ret;
 		return NULL;
 	}
 	return page_addr(a, new_start);
+}
+
+int rewire_resize(struct rewire_arena *a, void *p, size_t len)
+{
+	size_t new_start;
+
+	if (!a || !p || !len)
+		return -EINVAL;
+	if (arena_forked(a))
+		return -EFAULT;
+	if (len > a->npages << a->page_shift)
+		return -ENOSPC;
+	return resize_run(a, p, len, true, &new_start);
+}
+
+/*
+ * Claim up to want cached pages (free, backed, unclaimed) from i on, in
+ * one stretch; how many, at *at. No lock: claimed, then checked again.
+ */
+static size_t claim_cached(struct rewire_arena *a, size_t want, size_t *at)
+{
+	size_t i = 0, end = a->npages;
+
+	while ((i = bits_find2(a->live, a->busy, i, end, false)) < end) {
+		size_t stop = bits_find2(a->live, a->busy, i, end, true), j;
+
+		i = bits_find(a->backed, i, stop, true);
+		if (i == stop)
+			continue;
+		j = bits_find(a->backed, i, stop, false);
+		if (j - i > want)
+			j = i + want;
+		if (bits_claim_unless(a->busy, a->live, i, j - i)) {
+			if (bits_all(a->live, i, j - i, false) && bits_all(a->backed, i, j - i, true)) {
+				*at = i;
+				return j - i;
+			}
+			bits_release(a->busy, i, j - i);
+		}
+		i = j;
+	}
+	return 0;
+}
+
+/*
+ * Fill the holes of claimed live pages with cached pages, moved in by the
+ * backend: they hold whatever they held. Stops when the cache runs out;
+ * the holes left stay holes.
+ */
+static void recycle_into(struct rewire_arena *a, size_t start, size_t n)
+{
+	size_t end = start + n, i = start;
+
+	while ((i = bits_find(a->backed, i, end, false)) < end) {
+		size_t j = bits_find(a->backed, i, end, true), from, got, done;
+		struct page_op op;
+
+		got = claim_cached(a, j - i, &from);
+		if (!got)
+			return;
+		op = (struct page_op){ REWIRE_OP_MOVE, page_addr(a, i), page_addr(a, from), got, NULL };
+		bits_set(a->backed, i, got);
+		bits_clear(a->backed, from, got);
+		lock(a);
+		/* On failure the page states say again where the pages are. */
+		rw_ops_apply(a, &op, 1, &done);
+		unlock(a);
+		bits_release(a->busy, from, got);
+		if (!done)
+			return;
+		i += got;
+	}
+}
+
+/* No lock but while cache is dropped or moved: the range is claimed. */
+int rewire_populate(struct rewire_arena *a, void *addr, size_t len, unsigned int flags)
+{
+	uintptr_t base, off;
+	size_t start, n, holes;
+	int ret;
+
+	if (!a || flags & ~REWIRE_POPULATE_RECYCLE)
+		return -EINVAL;
+	if (arena_forked(a))
+		return -EFAULT;
+	base = (uintptr_t)a->base;
+	off = (uintptr_t)addr - base;
+	if (((uintptr_t)addr | len) & (a->page_size - 1) || !len)
+		return -EINVAL;
+	if ((uintptr_t)addr < base || off >= a->npages << a->page_shift ||
+	    len > (a->npages << a->page_shift) - off)
+		return -EFAULT;
+	start = off >> a->page_shift;
+	n = len >> a->page_shift;
+	if (!rw_claim(a, start, n))
+		return -EBUSY;
+	if (!bits_all(a->live, start, n, true)) {
+		bits_release(a->busy, start, n);
+		return -EFAULT;
+	}
+	if (flags & REWIRE_POPULATE_RECYCLE)
+		recycle_into(a, start, n);
+	/* What the cache did not fill is backed with zeroed pages. */
+	ret = reserve(a, start, n, &holes, false);
+	if (!ret && holes) {
+		ret = populate_claimed(a, start, n, false);
+		if (ret)
+			__atomic_sub_fetch(&a->nbacked, holes, __ATOMIC_RELAXED);
+		else
+			bits_set(a->backed, start, n);
+	}
+	bits_release(a->busy, start, n);
+	return ret;
 }

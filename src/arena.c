@@ -474,3 +474,30 @@ int rewire_arena_stats(struct rewire_arena *a, struct rewire_stats *st)
 	pthread_mutex_unlock(&a->lock);
 	return 0;
 }
+
+/* A snapshot: other threads may change the pages as it is taken. */
+int rewire_page_state(struct rewire_arena *a, const void *addr, size_t len,
+		      unsigned char *vec)
+{
+	uintptr_t base, off;
+	size_t start, n;
+
+	if (!a || !vec)
+		return -EINVAL;
+	if (arena_forked(a))
+		return -EFAULT;
+	base = (uintptr_t)a->base;
+	off = (uintptr_t)addr - base;
+	if (((uintptr_t)addr | len) & (a->page_size - 1) || !len)
+		return -EINVAL;
+	if ((uintptr_t)addr < base || off >= a->npages << a->page_shift ||
+	    len > (a->npages << a->page_shift) - off)
+		return -EFAULT;
+	start = off >> a->page_shift;
+	n = len >> a->page_shift;
+	for (size_t i = 0; i < n; i++)
+		vec[i] = (bit_test(a->live, start + i) ? REWIRE_PAGE_LIVE : 0) |
+			 (bit_test(a->backed, start + i) ? REWIRE_PAGE_BACKED : 0) |
+			 (bit_test(a->head, start + i) ? REWIRE_PAGE_HEAD : 0);
+	return 0;
+}

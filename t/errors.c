@@ -202,6 +202,40 @@ static void permute_batch_errors(char *foreign)
 	is_int(0, (long long)done, "batch: nothing done");
 }
 
+static void buffer_manager_errors(char *foreign)
+{
+	size_t ps = page_size;
+	unsigned char vec[NP];
+
+	IS_ERR(-EINVAL, rewire_populate(NULL, at(NP), ps, 0), "populate: NULL arena");
+	IS_ERR(-EINVAL, rewire_populate(arena, at(NP), ps, 1u << 7), "populate: unknown flag");
+	IS_ERR(-EINVAL, rewire_populate(arena, at(NP) + 8, ps, 0), "populate: unaligned address");
+	IS_ERR(-EINVAL, rewire_populate(arena, at(NP), 0, 0), "populate: zero length");
+	IS_ERR(-EINVAL, rewire_populate(arena, at(NP), ps + 1, 0), "populate: unaligned length");
+	IS_ERR(-EFAULT, rewire_populate(arena, foreign, ps, 0), "populate: another arena");
+	IS_ERR(-EFAULT, rewire_populate(arena, at(2 * NP - 1), 2 * ps, 0),
+	       "populate: into free pages");
+	IS_ERR(-EFAULT, rewire_populate(arena, NULL, ps, 0), "populate: NULL address");
+
+	IS_ERR(-EINVAL, rewire_resize(NULL, base, ps), "resize: NULL arena");
+	IS_ERR(-EINVAL, rewire_resize(arena, NULL, ps), "resize: NULL pointer");
+	IS_ERR(-EINVAL, rewire_resize(arena, base, 0), "resize: zero length");
+	IS_ERR(-EINVAL, rewire_resize(arena, at(1), ps), "resize: not the start of a run");
+	IS_ERR(-EINVAL, rewire_resize(arena, foreign, ps), "resize: another arena");
+	IS_ERR(-ENOSPC, rewire_resize(arena, base, (NP + 1) * ps),
+	       "resize: the next run follows at once");
+	IS_ERR(-ENOSPC, rewire_resize(arena, at(NP), 65 * ps), "resize: more than the arena");
+
+	IS_ERR(-EINVAL, rewire_page_state(NULL, base, ps, vec), "page_state: NULL arena");
+	IS_ERR(-EINVAL, rewire_page_state(arena, base, ps, NULL), "page_state: NULL vector");
+	IS_ERR(-EINVAL, rewire_page_state(arena, base + 8, ps, vec),
+	       "page_state: unaligned address");
+	IS_ERR(-EINVAL, rewire_page_state(arena, base, 0, vec), "page_state: zero length");
+	IS_ERR(-EFAULT, rewire_page_state(arena, foreign, ps, vec), "page_state: another arena");
+	IS_ERR(-EFAULT, rewire_page_state(arena, at(63), 2 * ps, vec),
+	       "page_state: past the arena's end");
+}
+
 int main(void)
 {
 	struct rewire_arena *other;
@@ -209,7 +243,7 @@ int main(void)
 
 	arena = test_arena(64, 0, 0);
 	other = test_arena(8, 0, 0);
-	plan(173);
+	plan(215);
 	foreign = rewire_alloc(other, 4 * page_size, 0);
 	base = rewire_alloc(arena, NP * page_size, 0);
 	if (!base || !foreign || rewire_alloc(arena, NP * page_size, REWIRE_ALLOC_HOLES) != at(NP))
@@ -224,6 +258,7 @@ int main(void)
 	alloc_errors(other, foreign);
 	move_swap_errors(foreign);
 	permute_batch_errors(foreign);
+	buffer_manager_errors(foreign);
 	rewire_arena_destroy(other);
 	rewire_arena_destroy(arena);
 	return done_testing();

@@ -1,6 +1,6 @@
 /*
  * Model-based random testing: long random sequences of every public
- * operation, each checked against a simple model of the arena: after every
+ * operation (resize in place, populate and the page-state query included), each checked against a simple model of the arena: after every
  * step each page's residency and tag, and the statistics, must agree.
  * REWIRE_SEED replays a sequence; REWIRE_MODEL_OPS sets its length.
  */
@@ -81,12 +81,17 @@ static void purge(void)
 			m[i].backed = false;
 }
 
-/* The library's budget rule for backing the free range [start, start + n). */
+/* The library's budget rule for backing the holes of [start, start + n):
+ * the cache outside the range may be dropped to make room. */
 static bool make_room(size_t start, size_t n)
 {
-	if (nbacked() + n - count_backed(start, n) <= BUDGET)
+	size_t holes = n - count_backed(start, n), cached_inside = 0;
+
+	for (size_t i = start; i < start + n; i++)
+		cached_inside += !m[i].live && m[i].backed;
+	if (nbacked() + holes <= BUDGET)
 		return true;
-	if (nbacked() - ncached() + n > BUDGET)
+	if (nbacked() - (ncached() - cached_inside) + holes > BUDGET)
 		return false;
 	purge();
 	return true;
@@ -385,6 +390,127 @@ static int do_discard(void)
 	return 0;
 }
 
+/* Grow or shrink a run in place, or fail; it never moves. */
+static int do_resize(void)
+{
+	size_t r, start, n, newn, j = 0;
+	struct run *run;
+	int want = 0, got;
+
+	if (!nruns)
+		return 0;
+	r = rnd_below(nruns);
+	run = &runs[r];
+	start = run->start;
+	n = run->n;
+	newn = 1 + rnd_below(rnd_below(8) ? 2 * n + 4 : 2 * P);
+	while (newn > n && start + n + j < P && j < newn - n && !m[start + n + j].live)
+		j++;
+	if (newn > P || (newn > n && j < newn - n))
+		want = -ENOSPC;
+	else if (newn > n && !make_room(start + n, newn - n))
+		want = -ENOMEM;
+	got = rewire_resize(arena, at(start), newn * page_size);
+	if (got != want)
+		return fail("resize result", want, got);
+	if (want)
+		return 0;
+	if (newn < n)
+		free_pages(start + newn, n - newn);
+	for (size_t i = start + n; i < start + newn; i++)
+		m[i] = (struct page){ true, true, 0 };
+	if (newn > n)
+		tag_new(start + n, newn - n);
+	run->n = newn;
+	return 0;
+}
+
+/* The lowest stretch of cached pages, at most want long; its length. */
+static size_t cached_stretch(size_t want, size_t *at_page)
+{
+	size_t c = 0, k;
+
+	while (c < P && (m[c].live || !m[c].backed))
+		c++;
+	for (k = c; k < P && k - c < want && !m[k].live && m[k].backed; k++)
+		;
+	*at_page = c;
+	return k - c;
+}
+
+/* Back the holes of live pages: zeroed, or first from the cache. */
+static int do_populate(void)
+{
+	const struct run *r;
+	size_t i, n;
+	bool recycle = rnd_below(2);
+	int want = 0, got;
+
+	if (!nruns)
+		return 0;
+	r = &runs[rnd_below(nruns)];
+	i = r->start + rnd_below(r->n);
+	n = 1 + rnd_below(8);
+	if (i + n > P)
+		n = P - i;
+	if (!all_live(i, n))
+		want = -EFAULT;
+	for (size_t k = i; !want && recycle && k < i + n; k++) {
+		size_t hole = k, end, c, got_pages;
+
+		if (m[k].backed)
+			continue;
+		for (end = k; end < i + n && !m[end].backed; end++)
+			;
+		got_pages = cached_stretch(end - hole, &c);
+		if (!got_pages)
+			break;
+		for (size_t q = 0; q < got_pages; q++) {
+			m[hole + q] = (struct page){ true, true, 0 };
+			m[c + q].backed = false;
+		}
+		want_ops++;
+		want_moved += got_pages;
+		k = hole + got_pages - 1;
+	}
+	if (!want && !make_room(i, n))
+		want = -ENOMEM;
+	got = rewire_populate(arena, at(i), n * page_size, recycle ? REWIRE_POPULATE_RECYCLE : 0);
+	if (got != want)
+		return fail(recycle ? "populate (recycling) result" : "populate result", want, got);
+	for (size_t k = i; !want && k < i + n; k++) {
+		if (m[k].backed)
+			continue;
+		/* A hole comes back zeroed. */
+		for (size_t b = 0; b < page_size; b++)
+			if (at(k)[b])
+				return fail("populated hole has data at byte", 0, (long long)b);
+		m[k] = (struct page){ true, true, 0 };
+	}
+	return 0;
+}
+
+/* rewire_page_state() over the whole arena against the model. */
+static int check_states(void)
+{
+	unsigned char vec[P];
+	bool head[P] = { false };
+
+	for (size_t r = 0; r < nruns; r++)
+		head[runs[r].start] = true;
+	if (rewire_page_state(arena, base, P * page_size, vec))
+		return fail("page_state", 0, -1);
+	for (size_t i = 0; i < P; i++) {
+		unsigned char want = (m[i].live ? REWIRE_PAGE_LIVE : 0) |
+				     (m[i].backed ? REWIRE_PAGE_BACKED : 0) |
+				     (head[i] ? REWIRE_PAGE_HEAD : 0);
+
+		if (vec[i] != want)
+			return fail("page state (page index in wanted)", (long long)i, vec[i]);
+	}
+	return 0;
+}
+
 static int check_all(bool full)
 {
 	unsigned char vec[P];
@@ -405,6 +531,8 @@ static int check_all(bool full)
 				return fail("page tag (page index in wanted)", (long long)i, -1);
 		}
 	}
+	if (check_states())
+		return 1;
 	if (rewire_arena_stats(arena, &st))
 		return fail("stats", 0, -1);
 	if (st.allocated != live * page_size)
@@ -425,7 +553,7 @@ static int check_all(bool full)
 static int run_model(const char *backend, long steps)
 {
 	struct rewire_options o;
-	long counts[7] = { 0 };
+	long counts[9] = { 0 };
 	bool trace = getenv("MODEL_TRACE") != NULL;
 	int errors = 0, ret;
 
@@ -458,8 +586,12 @@ static int run_model(const char *backend, long steps)
 			errors += do_alloc(), counts[0]++;
 		else if (what < 25)
 			errors += do_free(), counts[1]++;
-		else if (what < 40)
+		else if (what < 35)
 			errors += do_realloc(), counts[2]++;
+		else if (what < 38)
+			errors += do_resize(), counts[7]++;
+		else if (what < 41)
+			errors += do_populate(), counts[8]++;
 		else if (what < 85)
 			errors += do_ops(1), counts[3]++;
 		else if (what < 93)
@@ -476,9 +608,10 @@ static int run_model(const char *backend, long steps)
 	}
 	if (!errors)
 		errors += check_all(true);
-	diag("%s (as %s): %ld alloc, %ld free, %ld realloc, %ld single ops, %ld batches, "
-	     "%ld purges, %ld discards", rewire_backend_name(arena), backend, counts[0], counts[1],
-	     counts[2], counts[3], counts[4], counts[5], counts[6]);
+	diag("%s (as %s): %ld alloc, %ld free, %ld realloc, %ld resize, %ld single ops, "
+	     "%ld batches, %ld purges, %ld discards, %ld populate", rewire_backend_name(arena),
+	     backend, counts[0], counts[1], counts[2], counts[7], counts[3], counts[4], counts[5],
+	     counts[6], counts[8]);
 	ok(!errors, "%ld random steps on %s match the model", step, backend);
 	ok(step == steps, "%s: all %ld steps ran", backend, steps);
 	rewire_arena_destroy(arena);
