@@ -6,7 +6,8 @@
  *
  * This is the restricted successor of remap_file_pages() that Nick Piggin
  * proposed in 2007: anonymous and mlocked memory only, so no writeback, no
- * file reverse mapping and no swap entries to care about.
+ * file reverse mapping, and swap entries only where MLOCK_ONFAULT memory
+ * was swapped out before it was locked (refused, see rw_grab()).
  *
  * Locking, outermost first:
  *   mmap_lock (write)      no fault, GUP, madvise or munmap in the mm
@@ -260,6 +261,13 @@ static int rw_grab(struct rw_batch *b, unsigned long addr, bool want_hole,
 		return 0;
 	if (want_hole)
 		return -EEXIST;
+	/*
+	 * A swap entry (MLOCK_ONFAULT memory swapped out before it was
+	 * locked) stays: moving one, as UFFDIO_MOVE's move_swap_pte() does,
+	 * needs the swap device and swap cache lookups that kernels do not
+	 * export, and that 6.18 rewrote. A touch swaps the page in, and then
+	 * it moves.
+	 */
 	if (!pte_present(pte))
 		return rw_pte_is_migration(pte) ? -EAGAIN : -EBUSY;
 	if (is_zero_pfn(pte_pfn(pte)))
@@ -275,9 +283,15 @@ static int rw_grab(struct rw_batch *b, unsigned long addr, bool want_hole,
 	/*
 	 * !swapbacked: freed with MADV_FREE, its data hangs on the dirty bit;
 	 * fine if the entry is dirty, as the bit moves with it.
+	 *
+	 * A folio in the swap cache (swapped in before it was locked, its
+	 * swap slot kept) moves like any other, as UFFDIO_MOVE's
+	 * move_present_pte() moves it: the swap cache finds it by its swap
+	 * entry, folio->swap, which the move leaves alone, and rmap by the
+	 * index, updated under the folio lock like every moved page's.
 	 */
 	if (!folio_test_anon(folio) || folio_test_ksm(folio) ||
-	    folio_test_large(folio) || folio_test_swapcache(folio) ||
+	    folio_test_large(folio) ||
 	    (!folio_test_swapbacked(folio) && !pte_dirty(pte)) ||
 	    !PageAnonExclusive(page) || atomic_read(&page->_mapcount) != 0 ||
 	    folio_maybe_dma_pinned(folio)) {

@@ -120,6 +120,14 @@ static int one(int fd, int type, const char *dst, const char *src, size_t n,
 	return batch(fd, &op, 1, NULL);
 }
 
+/* One swap of a page, retried on EAGAIN. */
+static int batch_retry_one(int fd, const char *a, const char *b)
+{
+	struct rewire_dev_op op = op_of(REWIRE_DEV_SWAP, a, b, 1, NULL);
+
+	return batch_retry(fd, &op, 1);
+}
+
 /* What the module does to the model of an arena (HOLE = no data). */
 static void model_apply(uint64_t *m, const struct rewire_dev_op *op, const char *base)
 {
@@ -775,6 +783,95 @@ static void refusals(void)
 	close(fd);
 }
 
+/* Is the page at p in the swap cache (/proc/kpageflags, root only)? */
+static int in_swap_cache(const void *p)
+{
+	uint64_t e = 0, flags = 0;
+	int pm = open("/proc/self/pagemap", O_RDONLY), kf = open("/proc/kpageflags", O_RDONLY);
+	int ret = -1;
+
+	if (pm >= 0 && kf >= 0 &&
+	    pread(pm, &e, 8, (off_t)((uintptr_t)p / page_size * 8)) == 8 && (e >> 63) &&
+	    pread(kf, &flags, 8, (off_t)((e & ((1ULL << 55) - 1)) * 8)) == 8)
+		ret = (int)((flags >> 14) & 1);	/* KPF_SWAPCACHE */
+	if (pm >= 0)
+		close(pm);
+	if (kf >= 0)
+		close(kf);
+	return ret;
+}
+
+/*
+ * A page in the swap cache moves, as UFFDIO_MOVE moves it: swapped out
+ * (MADV_PAGEOUT), read back in before the memory is locked, so that it
+ * keeps its swap slot. Needs swap: a loop device on a tmpfs file, where
+ * the loop driver is there.
+ */
+static void swapcache_test(void)
+{
+	const char *file = "/tmp/rewire-swap", *why = NULL;
+	size_t swap_pages = 4096;
+	char dev[32], *p = NULL;
+	int fd = -1, lf = -1, ctl, n = -1;
+
+	ctl = open("/dev/loop-control", O_RDWR | O_CLOEXEC);
+	if (ctl >= 0)
+		n = ioctl(ctl, 0x4C82 /* LOOP_CTL_GET_FREE */);
+	if (n >= 0) {
+		int f = open(file, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+		char *hdr = calloc(1, page_size);
+
+		snprintf(dev, sizeof(dev), "/dev/loop%d", n);
+		((uint32_t *)(hdr + 1024))[0] = 1;		/* version */
+		((uint32_t *)(hdr + 1024))[1] = (uint32_t)swap_pages - 1;	/* last page */
+		memcpy(hdr + page_size - 10, "SWAPSPACE2", 10);
+		if (f < 0 || ftruncate(f, (off_t)(swap_pages * page_size)) ||
+		    pwrite(f, hdr, page_size, 0) != (ssize_t)page_size)
+			why = "cannot write a swap file in /tmp";
+		else if ((lf = open(dev, O_RDWR | O_CLOEXEC)) < 0 || ioctl(lf, 0x4C00 /* LOOP_SET_FD */, f))
+			why = "cannot set up a loop device";
+		else if (syscall(SYS_swapon, dev, 0))
+			why = "swapon failed";
+		free(hdr);
+		if (f >= 0)
+			close(f);
+	} else {
+		why = "no loop device (loop.ko) for swap in this VM";
+	}
+	if (!why) {
+		p = map_pages(4, 1100, false);
+		madvise(p, page_size, 21 /* MADV_PAGEOUT */);
+		if (!page_has_tag(p, 1100))	/* swaps it in, into the swap cache */
+			why = "the page came back wrong from swap";
+		else if (in_swap_cache(p) != 1)
+			why = "MADV_PAGEOUT left no page in the swap cache";
+		else if (lock_range(p, 4 * page_size) || in_swap_cache(p) != 1)
+			why = "locking it took the page out of the swap cache";
+	}
+	if (why) {
+		for (int i = 0; i < 3; i++)
+			ok(1, "# SKIP %s", why);
+	} else {
+		fd = dev_open();
+		attach(fd, p, 4 * page_size);
+		is_int(0, batch_retry_one(fd, p, p + 2 * page_size),
+		       "a page in the swap cache moves (swapped with another)");
+		ok(page_has_tag(p, 1102) && page_has_tag(p + 2 * page_size, 1100), "swapped");
+		is_int(1, in_swap_cache(p + 2 * page_size), "still in the swap cache at its new address");
+		close(fd);
+	}
+	if (p)
+		munmap(p, 4 * page_size);
+	if (lf >= 0) {
+		syscall(SYS_swapoff, dev);
+		ioctl(lf, 0x4C01 /* LOOP_CLR_FD */, 0);
+		close(lf);
+	}
+	if (ctl >= 0)
+		close(ctl);
+	unlink(file);
+}
+
 /*
  * The mmu-notifier refusal, without KVM: a module built with test hooks
  * registers a notifier on the calling process (REWIRE_IOC_TEST_NOTIFIER).
@@ -1154,6 +1251,7 @@ int main(void)
 	progress();
 	kill_test();
 	refusals();
+	swapcache_test();
 	if (!notifier_test())
 		ok(1, "# SKIP rewire.ko has no test hooks: the mmu-notifier refusal is tested with rewire-test.ko");
 	is_int(0, tlb_test(200), "no CPU saw a stale translation after a batch returned");
