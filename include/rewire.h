@@ -48,13 +48,19 @@ enum rewire_op_type {
 	REWIRE_OP_MOVE = 1,	/* move len bytes from src to the holes at dst */
 	REWIRE_OP_SWAP = 2,	/* exchange len bytes at dst and src */
 	REWIRE_OP_PERMUTE = 3,	/* page i of dst goes to page perm[i] of dst */
+	REWIRE_OP_DISCARD = 4,	/* the len bytes at dst become holes */
+	REWIRE_OP_POPULATE = 5,	/* the holes in len bytes at dst are backed */
 };
+
+/* Flags of an operation (rewire_op.flags). */
+#define REWIRE_OP_REPLACE	(1u << 0)	/* move: dst may hold data; it is dropped */
+#define REWIRE_OP_RECYCLE	(1u << 1)	/* populate: as REWIRE_POPULATE_RECYCLE */
 
 struct rewire_op {
 	uint32_t type;		/* enum rewire_op_type */
-	uint32_t flags;		/* must be 0 */
-	void *dst;		/* move: destination; swap: one side; permute: base */
-	void *src;		/* move: source; swap: other side; permute: NULL */
+	uint32_t flags;		/* REWIRE_OP_REPLACE, REWIRE_OP_RECYCLE, or 0 */
+	void *dst;		/* move: destination; swap: one side; others: the range */
+	void *src;		/* move: source; swap: other side; others: NULL */
 	size_t len;		/* bytes, a multiple of the page size */
 	const size_t *perm;	/* permute only: len / page size entries */
 };

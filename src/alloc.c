@@ -572,8 +572,8 @@ static int move_back(struct rewire_arena *a, size_t from, size_t to, size_t n)
 	for (size_t k = to; (k = bits_find(a->backed, k, to + n, true)) < to + n;) {
 		size_t m = bits_find(a->backed, k, to + n, false);
 
-		back = (struct page_op){ REWIRE_OP_MOVE, page_addr(a, from + (k - to)),
-					 page_addr(a, k), m - k, NULL };
+		back = (struct page_op){ .type = REWIRE_OP_MOVE, .dst = page_addr(a, from + (k - to)),
+					 .src = page_addr(a, k), .npages = m - k };
 		bits_set(a->backed, from + (k - to), m - k);
 		bits_clear(a->backed, k, m - k);
 		if (rw_ops_apply(a, &back, 1, &done))
@@ -618,8 +618,9 @@ static int move_run(struct rewire_arena *a, size_t from, size_t to, size_t n)
 	while ((i = bits_find(a->backed, i, end, true)) < end) {
 		size_t j = bits_find(a->backed, i, end, false);
 
-		ops[nops++] = (struct page_op){ REWIRE_OP_MOVE, page_addr(a, to + (i - from)),
-						page_addr(a, i), j - i, NULL };
+		ops[nops++] = (struct page_op){ .type = REWIRE_OP_MOVE,
+						.dst = page_addr(a, to + (i - from)),
+						.src = page_addr(a, i), .npages = j - i };
 		bits_set(a->backed, to + (i - from), j - i);
 		bits_clear(a->backed, i, j - i);
 		i = j;
@@ -854,7 +855,8 @@ static void recycle_into(struct rewire_arena *a, size_t start, size_t n)
 		got = claim_cached(a, j - i, &from);
 		if (!got)
 			return;
-		op = (struct page_op){ REWIRE_OP_MOVE, page_addr(a, i), page_addr(a, from), got, NULL };
+		op = (struct page_op){ .type = REWIRE_OP_MOVE, .dst = page_addr(a, i),
+				       .src = page_addr(a, from), .npages = got };
 		bits_set(a->backed, i, got);
 		bits_clear(a->backed, from, got);
 		lock(a);
@@ -868,11 +870,45 @@ static void recycle_into(struct rewire_arena *a, size_t start, size_t n)
 	}
 }
 
+/* Back the holes of claimed live pages, from the cache first if asked. */
+int rw_populate_claimed(struct rewire_arena *a, size_t start, size_t n, bool recycle)
+{
+	size_t holes;
+	int ret;
+
+	if (recycle)
+		recycle_into(a, start, n);
+	/* What the cache did not fill is backed with zeroed pages. */
+	ret = reserve(a, start, n, &holes, false);
+	if (!ret && holes) {
+		ret = populate_claimed(a, start, n, false);
+		if (ret)
+			__atomic_sub_fetch(&a->nbacked, holes, __ATOMIC_RELAXED);
+		else
+			bits_set(a->backed, start, n);
+	}
+	return ret;
+}
+
+/* Make claimed live pages holes; their data is dropped. */
+int rw_discard_claimed(struct rewire_arena *a, size_t start, size_t n)
+{
+	size_t backed = bits_count(a->backed, start, n);
+	/* Holes too: the program may have touched them. */
+	int ret = rw_pages_discard(a, start, n);
+
+	if (!ret) {
+		bits_clear(a->backed, start, n);
+		__atomic_sub_fetch(&a->nbacked, backed, __ATOMIC_RELAXED);
+	}
+	return ret;
+}
+
 /* No lock but while cache is dropped or moved: the range is claimed. */
 int rewire_populate(struct rewire_arena *a, void *addr, size_t len, unsigned int flags)
 {
 	uintptr_t base, off;
-	size_t start, n, holes;
+	size_t start, n;
 	int ret;
 
 	if (!a || flags & ~REWIRE_POPULATE_RECYCLE)
@@ -894,17 +930,7 @@ int rewire_populate(struct rewire_arena *a, void *addr, size_t len, unsigned int
 		bits_release(a->busy, start, n);
 		return -EFAULT;
 	}
-	if (flags & REWIRE_POPULATE_RECYCLE)
-		recycle_into(a, start, n);
-	/* What the cache did not fill is backed with zeroed pages. */
-	ret = reserve(a, start, n, &holes, false);
-	if (!ret && holes) {
-		ret = populate_claimed(a, start, n, false);
-		if (ret)
-			__atomic_sub_fetch(&a->nbacked, holes, __ATOMIC_RELAXED);
-		else
-			bits_set(a->backed, start, n);
-	}
+	ret = rw_populate_claimed(a, start, n, flags & REWIRE_POPULATE_RECYCLE);
 	bits_release(a->busy, start, n);
 	return ret;
 }

@@ -17,6 +17,8 @@ struct page_op {
 	char *src;		/* NULL for permutations */
 	size_t npages;
 	const size_t *perm;	/* REWIRE_OP_PERMUTE only */
+	uint32_t flags;		/* REWIRE_OP_REPLACE, REWIRE_OP_RECYCLE */
+	uint64_t *was;		/* the backed bits before, while a batch is checked */
 };
 
 #define SIZE_CLASSES 32
@@ -181,5 +183,7 @@ int rw_plan_apply(struct rewire_arena *a, const struct page_op *ops, size_t nops
 void rw_apply_state(struct rewire_arena *a, const struct page_op *op, bool undo);
 int rw_ops_apply(struct rewire_arena *a, const struct page_op *ops, size_t nops,
 	      size_t *done);
+int rw_populate_claimed(struct rewire_arena *a, size_t start, size_t n, bool recycle);
+int rw_discard_claimed(struct rewire_arena *a, size_t start, size_t n);
 
 #endif

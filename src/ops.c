@@ -136,17 +136,52 @@ static bool overlap(const void *x, const void *y, size_t len)
 	return a < b ? b - a < len : a - b < len;
 }
 
-/* The backed/hole state an operation changes; only moves change it. */
+/* Put back the backed bits saved in op->was over [start, start + n). */
+static void restore_bits(struct rewire_arena *a, const struct page_op *op, size_t start)
+{
+	for (size_t i = 0; i < op->npages; i++)
+		bits_assign(a->backed, start + i, 1, op->was[i / BITS_PER_WORD] >> (i % BITS_PER_WORD) & 1);
+}
+
+/*
+ * The backed/hole state an operation changes: moves, and, while a batch is
+ * checked, discards, populates and replacing moves, whose earlier state is
+ * kept in op->was to be put back.
+ */
 void rw_apply_state(struct rewire_arena *a, const struct page_op *op, bool undo)
 {
 	size_t d, s;
 
-	if (op->type != REWIRE_OP_MOVE)
+	if (op->type == REWIRE_OP_SWAP || op->type == REWIRE_OP_PERMUTE)
 		return;
 	d = page_index(a, op->dst);
+	if (op->type != REWIRE_OP_MOVE) {
+		if (undo)
+			restore_bits(a, op, d);
+		else
+			bits_assign(a->backed, d, op->npages, op->type == REWIRE_OP_POPULATE);
+		return;
+	}
 	s = page_index(a, op->src);
-	bits_assign(a->backed, d, op->npages, !undo);
+	if (undo && op->was)
+		restore_bits(a, op, d);
+	else
+		bits_assign(a->backed, d, op->npages, !undo);
 	bits_assign(a->backed, s, op->npages, undo);
+}
+
+/* Keep the backed bits an operation may overwrite, to undo it. */
+static int save_bits(const struct rewire_arena *a, struct page_op *op)
+{
+	size_t d = page_index(a, op->dst);
+
+	op->was = calloc(bitmap_words(op->npages), sizeof(uint64_t));
+	if (!op->was)
+		return -ENOMEM;
+	for (size_t i = 0; i < op->npages; i++)
+		if (bit_test(a->backed, d + i))
+			op->was[i / BITS_PER_WORD] |= 1ULL << (i % BITS_PER_WORD);
+	return 0;
 }
 
 static int check_permutation(const size_t *perm, size_t n)
@@ -174,9 +209,14 @@ static int check_op(const struct rewire_arena *a, const struct rewire_op *uop,
 	size_t d, s, n, *copy;
 	int ret;
 
-	if (uop->flags)
+	uint32_t allowed = uop->type == REWIRE_OP_MOVE ? REWIRE_OP_REPLACE :
+			   uop->type == REWIRE_OP_POPULATE ? REWIRE_OP_RECYCLE : 0;
+
+	op->was = NULL;
+	if (uop->flags & ~allowed)
 		return -EINVAL;
 	op->type = uop->type;
+	op->flags = uop->flags;
 	op->dst = uop->dst;
 	op->src = uop->src;
 	op->perm = NULL;
@@ -192,7 +232,7 @@ static int check_op(const struct rewire_arena *a, const struct rewire_op *uop,
 			return -EINVAL;
 		n = uop->len >> a->page_shift;
 		if (uop->type == REWIRE_OP_MOVE) {
-			if (!bits_all(a->backed, d, n, false))
+			if (!(uop->flags & REWIRE_OP_REPLACE) && !bits_all(a->backed, d, n, false))
 				return -EEXIST;
 		} else if (!bits_all(a->backed, d, n, true)) {
 			return -ENOENT;
@@ -200,7 +240,16 @@ static int check_op(const struct rewire_arena *a, const struct rewire_op *uop,
 		if (!bits_all(a->backed, s, n, true))
 			return -ENOENT;
 		op->npages = n;
-		return 0;
+		return uop->flags & REWIRE_OP_REPLACE ? save_bits(a, op) : 0;
+	case REWIRE_OP_DISCARD:
+	case REWIRE_OP_POPULATE:
+		if (uop->src || uop->perm)
+			return -EINVAL;
+		ret = check_range(a, uop->dst, uop->len, &d);
+		if (ret)
+			return ret;
+		op->npages = uop->len >> a->page_shift;
+		return save_bits(a, op);
 	case REWIRE_OP_PERMUTE:
 		if (!uop->perm || uop->src)
 			return -EINVAL;
@@ -280,6 +329,64 @@ int rw_ops_apply(struct rewire_arena *a, const struct page_op *ops, size_t nops,
 	return ret;
 }
 
+/* Whether a batch holds operations that the library, not the backend, runs. */
+static bool needs_library(const struct page_op *ops, size_t nops)
+{
+	for (size_t i = 0; i < nops; i++)
+		if (ops[i].was)
+			return true;
+	return false;
+}
+
+/*
+ * Run a checked batch (its state changes undone again) that discards,
+ * populates or replaces: those the library does itself, in order, and each
+ * stretch of moves, swaps and permutations between them goes to the
+ * backend as one call. A replacing move first discards its destination;
+ * if the move then fails, the destination stays discarded.
+ */
+static int run_mixed(struct rewire_arena *a, struct page_op *ops, size_t nops,
+		     struct apply_result *res)
+{
+	size_t k = 0, j;
+	int ret = 0;
+
+	while (k < nops && !ret) {
+		size_t d = page_index(a, ops[k].dst);
+		struct apply_result part = { 0, 0, 0 };
+
+		if (ops[k].type == REWIRE_OP_DISCARD || ops[k].type == REWIRE_OP_POPULATE) {
+			ret = ops[k].type == REWIRE_OP_DISCARD ? rw_discard_claimed(a, d, ops[k].npages) :
+			      rw_populate_claimed(a, d, ops[k].npages, ops[k].flags & REWIRE_OP_RECYCLE);
+			if (!ret) {
+				__atomic_add_fetch(&a->ops, 1, __ATOMIC_RELAXED);
+				res->done++;
+				k++;
+			}
+			continue;
+		}
+		if (ops[k].flags & REWIRE_OP_REPLACE) {
+			ret = rw_discard_claimed(a, d, ops[k].npages);
+			if (ret)
+				break;
+			/* A plain move now, undone as one. */
+			free(ops[k].was);
+			ops[k].was = NULL;
+		}
+		for (j = k; j < nops && (ops[j].type == REWIRE_OP_SWAP ||
+		     ops[j].type == REWIRE_OP_PERMUTE ||
+		     (ops[j].type == REWIRE_OP_MOVE && (j == k || !ops[j].was))); j++)
+			rw_apply_state(a, &ops[j], false);
+		ret = backend_apply(a, ops + k, j - k, &part);
+		record(a, ops + k, j - k, &part, ret);
+		res->done += part.done;
+		res->remapped += part.remapped;
+		res->copied += part.copied;
+		k = j;
+	}
+	return ret;
+}
+
 /*
  * Claim every page of the batch, validate every operation against the page
  * states the ones before it leave, and hand the batch to the backend. No
@@ -318,18 +425,26 @@ int rewire_batch(struct rewire_arena *a, const struct rewire_op *uops,
 		rw_apply_state(a, &ops[i], false);
 	}
 	if (ret) {
+		/* The failed one may have saved bits; it changed no state. */
+		free(ops[i].was);
 		for (size_t k = i; k-- > 0;)
 			rw_apply_state(a, &ops[k], true);
-	} else {
+	} else if (!needs_library(ops, nops)) {
 		ret = backend_apply(a, ops, nops, &res);
 		record(a, ops, nops, &res, ret);
+	} else {
+		for (size_t k = nops; k-- > 0;)
+			rw_apply_state(a, &ops[k], true);
+		ret = run_mixed(a, ops, nops, &res);
 	}
 	release_batch(a, sp, nsp);
 
 	/* i is the number of operations checked, and so lowered. */
-	while (i-- > 0)
+	while (i-- > 0) {
 		if (ops[i].type == REWIRE_OP_PERMUTE)
 			free((size_t *)ops[i].perm);
+		free(ops[i].was);
+	}
 out:
 	if (ops != &one)
 		free(ops);
@@ -344,7 +459,7 @@ out:
 int rewire_discard(struct rewire_arena *a, void *addr, size_t len)
 {
 	struct span sp;
-	size_t first, n;
+	size_t first;
 	bool claimed;
 	int ret;
 
@@ -352,21 +467,13 @@ int rewire_discard(struct rewire_arena *a, void *addr, size_t len)
 		return -EINVAL;
 	if (arena_forked(a))
 		return -EFAULT;
-	n = len >> a->page_shift;
 	/* Claimed first, as a batch: then checked, and dropped without the lock. */
 	claimed = span_of(a, addr, len, &sp);
 	if (claimed && !rw_claim(a, sp.start, sp.n))
 		return -EBUSY;
 	ret = check_range(a, addr, len, &first);
-	if (!ret) {
-		size_t backed = bits_count(a->backed, first, n);
-
-		ret = rw_pages_discard(a, first, n);
-		if (!ret) {
-			bits_clear(a->backed, first, n);
-			__atomic_sub_fetch(&a->nbacked, backed, __ATOMIC_RELAXED);
-		}
-	}
+	if (!ret)
+		ret = rw_discard_claimed(a, first, len >> a->page_shift);
 	if (claimed)
 		bits_release(a->busy, sp.start, sp.n);
 	return ret;

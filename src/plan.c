@@ -622,6 +622,8 @@ int rw_plan_apply(struct rewire_arena *a, const struct page_op *ops, size_t nops
 		case REWIRE_OP_PERMUTE:
 			ret = do_permute(a, &run, res);
 			break;
+		default:	/* the library runs the others itself */
+			ret = -EINVAL;
 		}
 		if (!ret)
 			res->done += n;

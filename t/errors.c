@@ -190,8 +190,21 @@ static void permute_batch_errors(char *foreign)
 	done = 77;
 	IS_ERR(-EINVAL, rewire_batch(arena, ops, 2, &done), "batch: unknown type after a valid move");
 	is_int(0, (long long)done, "batch: nothing done");
-	ops[1] = (struct rewire_op){ REWIRE_OP_MOVE, 1, at(NP + 1), at(1), ps, NULL };
-	IS_ERR(-EINVAL, rewire_batch(arena, ops, 2, &done), "batch: nonzero flags");
+	ops[1] = (struct rewire_op){ REWIRE_OP_MOVE, REWIRE_OP_RECYCLE, at(NP + 1), at(1), ps, NULL };
+	IS_ERR(-EINVAL, rewire_batch(arena, ops, 2, &done), "batch: a move with a populate flag");
+	ops[1] = (struct rewire_op){ REWIRE_OP_SWAP, REWIRE_OP_REPLACE, at(2), at(1), ps, NULL };
+	IS_ERR(-EINVAL, rewire_batch(arena, ops, 2, &done), "batch: a swap with a move flag");
+	ops[1] = (struct rewire_op){ REWIRE_OP_MOVE, 1u << 9, at(NP + 1), at(1), ps, NULL };
+	IS_ERR(-EINVAL, rewire_batch(arena, ops, 2, &done), "batch: unknown flag");
+	ops[1] = (struct rewire_op){ REWIRE_OP_DISCARD, 0, at(2), at(3), ps, NULL };
+	IS_ERR(-EINVAL, rewire_batch(arena, ops, 2, &done), "batch: discard with a src");
+	ops[1] = (struct rewire_op){ REWIRE_OP_POPULATE, 0, at(NP + 2), NULL, ps, id };
+	IS_ERR(-EINVAL, rewire_batch(arena, ops, 2, &done), "batch: populate with a permutation");
+	ops[1] = (struct rewire_op){ REWIRE_OP_DISCARD, 0, at(2 * NP), NULL, ps, NULL };
+	IS_ERR(-EFAULT, rewire_batch(arena, ops, 2, &done), "batch: discard of a free page");
+	ops[1] = (struct rewire_op){ REWIRE_OP_POPULATE, REWIRE_OP_REPLACE, at(NP + 2), NULL, ps,
+				     NULL };
+	IS_ERR(-EINVAL, rewire_batch(arena, ops, 2, &done), "batch: populate with a move flag");
 	ops[1] = (struct rewire_op){ REWIRE_OP_PERMUTE, 0, at(2), at(3), ps, id };
 	IS_ERR(-EINVAL, rewire_batch(arena, ops, 2, &done), "batch: permute with a src");
 	ops[1] = (struct rewire_op){ REWIRE_OP_MOVE, 0, at(NP + 1), at(0), ps, NULL };
@@ -243,7 +256,7 @@ int main(void)
 
 	arena = test_arena(64, 0, 0);
 	other = test_arena(8, 0, 0);
-	plan(215);
+	plan(227);
 	foreign = rewire_alloc(other, 4 * page_size, 0);
 	base = rewire_alloc(arena, NP * page_size, 0);
 	if (!base || !foreign || rewire_alloc(arena, NP * page_size, REWIRE_ALLOC_HOLES) != at(NP))

@@ -260,9 +260,15 @@ static void random_op(struct rewire_op *op, int slot)
 	if (s + n > P)
 		s = P - n;
 	memset(op, 0, sizeof(*op));
-	op->type = REWIRE_OP_MOVE + (uint32_t)rnd_below(3);
+	op->type = REWIRE_OP_MOVE + (uint32_t)rnd_below(rnd_below(4) ? 3 : 5);
 	op->dst = at(d);
 	op->len = n * page_size;
+	if (op->type == REWIRE_OP_MOVE && !rnd_below(3))
+		op->flags = REWIRE_OP_REPLACE;
+	if (op->type == REWIRE_OP_POPULATE && rnd_below(2))
+		op->flags = REWIRE_OP_RECYCLE;
+	if (op->type >= REWIRE_OP_DISCARD)
+		return;
 	if (op->type == REWIRE_OP_PERMUTE) {
 		for (size_t i = 0; i < n; i++)
 			perm_buf[slot][i] = i;
@@ -282,11 +288,21 @@ static int model_op(const struct rewire_op *op, uint64_t *moved)
 
 	if (!all_live(d, n) || (op->src && !all_live(s, n)))
 		return -EFAULT;
-	if (op->type != REWIRE_OP_PERMUTE && (d < s ? s - d < n : d - s < n))
+	if (op->src && (d < s ? s - d < n : d - s < n))
 		return -EINVAL;
 	switch (op->type) {
+	case REWIRE_OP_DISCARD:
+		for (size_t k = d; k < d + n; k++)
+			m[k] = (struct page){ true, false, 0 };
+		return 0;
+	case REWIRE_OP_POPULATE:
+		/* Checked here; backed, within the budget, by exec_op(). */
+		for (size_t k = d; k < d + n; k++)
+			if (!m[k].backed)
+				m[k] = (struct page){ true, true, 0 };
+		return 0;
 	case REWIRE_OP_MOVE:
-		if (!all(d, n, false))
+		if (!(op->flags & REWIRE_OP_REPLACE) && !all(d, n, false))
 			return -EEXIST;
 		if (!all(s, n, true))
 			return -ENOENT;
@@ -320,23 +336,83 @@ static int model_op(const struct rewire_op *op, uint64_t *moved)
 	}
 }
 
+/* The lowest stretch of cached pages, at most want long; its length. */
+static size_t cached_stretch(size_t want, size_t *at_page)
+{
+	size_t c = 0, k;
+
+	while (c < P && (m[c].live || !m[c].backed))
+		c++;
+	for (k = c; k < P && k - c < want && !m[k].live && m[k].backed; k++)
+		;
+	*at_page = c;
+	return k - c;
+}
+
+/* Pages the last populate backed with zeroes. */
+static bool zeroed[P];
+
+/*
+ * A checked operation as the library runs it: a populate may run out of
+ * budget (after filling some holes from the cache, counted as moves).
+ */
+static int exec_op(const struct rewire_op *op, uint64_t *moved, uint64_t *extra_ops)
+{
+	size_t d = (size_t)((char *)op->dst - base) / page_size, n = op->len / page_size;
+
+	if (op->type != REWIRE_OP_POPULATE)
+		return model_op(op, moved);
+	if (!all_live(d, n))
+		return -EFAULT;
+	for (size_t k = d; op->flags & REWIRE_OP_RECYCLE && k < d + n; k++) {
+		size_t end, c, got;
+
+		if (m[k].backed)
+			continue;
+		for (end = k; end < d + n && !m[end].backed; end++)
+			;
+		got = cached_stretch(end - k, &c);
+		if (!got)
+			break;
+		for (size_t q = 0; q < got; q++) {
+			m[k + q] = (struct page){ true, true, 0 };
+			m[c + q].backed = false;
+		}
+		(*extra_ops)++;
+		*moved += got;
+		k += got - 1;
+	}
+	if (!make_room(d, n))
+		return -ENOMEM;
+	memset(zeroed, 0, sizeof(zeroed));
+	for (size_t k = d; k < d + n; k++)
+		zeroed[k] = !m[k].backed;
+	return model_op(op, moved);
+}
+
 static int do_ops(size_t nops)
 {
 	struct rewire_op ops[8];
 	struct page saved[P];
-	uint64_t moved = 0;
-	size_t done = 99;
+	uint64_t moved = 0, extra_ops = 0;
+	size_t done = 99, ndone = 0;
 	int want = 0, got;
 
 	if (!nruns)
 		return 0;
 	memcpy(saved, m, sizeof(m));
+	/* Every operation is checked first, against the states the ones
+	 * before it leave; then they run, and only a populate may fail. */
 	for (size_t i = 0; i < nops; i++) {
 		random_op(&ops[i], (int)i);
 		if (!want)
 			want = model_op(&ops[i], &moved);
 	}
-	if (nops == 1) {
+	memcpy(m, saved, sizeof(m));
+	moved = 0;
+	for (size_t i = 0; !want && i < nops; i++, ndone++)
+		want = exec_op(&ops[i], &moved, &extra_ops);
+	if (nops == 1 && !ops[0].flags && ops[0].type <= REWIRE_OP_PERMUTE) {
 		const struct rewire_op *op = &ops[0];
 
 		got = op->type == REWIRE_OP_MOVE ? rewire_move(arena, op->dst, op->src, op->len) :
@@ -352,16 +428,20 @@ static int do_ops(size_t nops)
 			     ((char *)ops[i].dst - base) / (long)page_size,
 			     ops[i].src ? ((char *)ops[i].src - base) / (long)page_size : -1,
 			     ops[i].len / page_size, got, want);
-	if (want) {
+	/* A check failed: nothing ran. Out of budget: what ran stays. */
+	if (want && want != -ENOMEM) {
 		memcpy(m, saved, sizeof(m));
+		ndone = 0;
 	} else {
-		want_ops += nops;
+		if (want)
+			ndone--;
+		want_ops += ndone + extra_ops;
 		want_moved += moved;
 	}
 	if (got != want)
 		return fail("operation result", want, got);
-	if (done != (want ? 0 : nops))
-		return fail("operations done", want ? 0 : (long long)nops, (long long)done);
+	if (done != ndone)
+		return fail("operations done", (long long)ndone, (long long)done);
 	return 0;
 }
 
@@ -425,26 +505,14 @@ static int do_resize(void)
 	return 0;
 }
 
-/* The lowest stretch of cached pages, at most want long; its length. */
-static size_t cached_stretch(size_t want, size_t *at_page)
-{
-	size_t c = 0, k;
-
-	while (c < P && (m[c].live || !m[c].backed))
-		c++;
-	for (k = c; k < P && k - c < want && !m[k].live && m[k].backed; k++)
-		;
-	*at_page = c;
-	return k - c;
-}
-
 /* Back the holes of live pages: zeroed, or first from the cache. */
 static int do_populate(void)
 {
 	const struct run *r;
+	struct rewire_op op = { REWIRE_OP_POPULATE, 0, NULL, NULL, 0, NULL };
+	uint64_t moved = 0, moves = 0;
 	size_t i, n;
-	bool recycle = rnd_below(2);
-	int want = 0, got;
+	int want, got;
 
 	if (!nruns)
 		return 0;
@@ -453,40 +521,21 @@ static int do_populate(void)
 	n = 1 + rnd_below(8);
 	if (i + n > P)
 		n = P - i;
-	if (!all_live(i, n))
-		want = -EFAULT;
-	for (size_t k = i; !want && recycle && k < i + n; k++) {
-		size_t hole = k, end, c, got_pages;
-
-		if (m[k].backed)
-			continue;
-		for (end = k; end < i + n && !m[end].backed; end++)
-			;
-		got_pages = cached_stretch(end - hole, &c);
-		if (!got_pages)
-			break;
-		for (size_t q = 0; q < got_pages; q++) {
-			m[hole + q] = (struct page){ true, true, 0 };
-			m[c + q].backed = false;
-		}
-		want_ops++;
-		want_moved += got_pages;
-		k = hole + got_pages - 1;
-	}
-	if (!want && !make_room(i, n))
-		want = -ENOMEM;
-	got = rewire_populate(arena, at(i), n * page_size, recycle ? REWIRE_POPULATE_RECYCLE : 0);
+	op.flags = rnd_below(2) ? REWIRE_OP_RECYCLE : 0;
+	op.dst = at(i);
+	op.len = n * page_size;
+	want = exec_op(&op, &moved, &moves);
+	got = rewire_populate(arena, at(i), n * page_size,
+			      op.flags ? REWIRE_POPULATE_RECYCLE : 0);
 	if (got != want)
-		return fail(recycle ? "populate (recycling) result" : "populate result", want, got);
-	for (size_t k = i; !want && k < i + n; k++) {
-		if (m[k].backed)
-			continue;
-		/* A hole comes back zeroed. */
-		for (size_t b = 0; b < page_size; b++)
+		return fail(op.flags ? "populate (recycling) result" : "populate result", want, got);
+	/* Moves from the cache count, also when the budget then fell short. */
+	want_ops += moves;
+	want_moved += moved;
+	for (size_t k = i; !want && k < i + n; k++)
+		for (size_t b = 0; zeroed[k] && b < page_size; b++)
 			if (at(k)[b])
 				return fail("populated hole has data at byte", 0, (long long)b);
-		m[k] = (struct page){ true, true, 0 };
-	}
 	return 0;
 }
 
