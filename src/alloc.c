@@ -841,33 +841,36 @@ static size_t claim_cached(struct rewire_arena *a, size_t want, size_t *at)
 
 /*
  * Fill the holes of claimed live pages with cached pages, moved in by the
- * backend: they hold whatever they held. Stops when the cache runs out;
- * the holes left stay holes.
+ * backend: they hold whatever they held. Stops when the cache runs out or
+ * the backend refuses; the holes left stay holes. -EIO if a move could not
+ * be undone (the page states may be wrong), else 0.
  */
-static void recycle_into(struct rewire_arena *a, size_t start, size_t n)
+static int recycle_into(struct rewire_arena *a, size_t start, size_t n)
 {
 	size_t end = start + n, i = start;
 
 	while ((i = bits_find(a->backed, i, end, false)) < end) {
 		size_t j = bits_find(a->backed, i, end, true), from, got, done;
 		struct page_op op;
+		int ret;
 
 		got = claim_cached(a, j - i, &from);
 		if (!got)
-			return;
+			return 0;
 		op = (struct page_op){ .type = REWIRE_OP_MOVE, .dst = page_addr(a, i),
 				       .src = page_addr(a, from), .npages = got };
 		bits_set(a->backed, i, got);
 		bits_clear(a->backed, from, got);
 		lock(a);
 		/* On failure the page states say again where the pages are. */
-		rw_ops_apply(a, &op, 1, &done);
+		ret = rw_ops_apply(a, &op, 1, &done);
 		unlock(a);
 		bits_release(a->busy, from, got);
-		if (!done)
-			return;
+		if (ret)
+			return ret == -EIO ? ret : 0;
 		i += got;
 	}
+	return 0;
 }
 
 /* Back the holes of claimed live pages, from the cache first if asked. */
@@ -876,8 +879,8 @@ int rw_populate_claimed(struct rewire_arena *a, size_t start, size_t n, bool rec
 	size_t holes;
 	int ret;
 
-	if (recycle)
-		recycle_into(a, start, n);
+	if (recycle && (ret = recycle_into(a, start, n)))
+		return ret;
 	/* What the cache did not fill is backed with zeroed pages. */
 	ret = reserve(a, start, n, &holes, false);
 	if (!ret && holes) {
