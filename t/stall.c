@@ -1,13 +1,15 @@
 /*
  * How long a page operation holds up the rest of the process. One thread
- * permutes a large run of an arena, the largest batch a database would
- * send, again and again; another thread of the same process meanwhile
+ * permutes a large run of an arena in one operation, the largest a database
+ * would send, again and again, then swaps its pages in pairs, half as many
+ * operations in one batch; another thread of the same process meanwhile
  * writes to fresh pages of a mapping of its own, each a page fault, then
- * drops them with madvise(2), and records how long each write and each
- * madvise took. A backend that holds the mmap lock for writing across the
- * whole batch (the module, mremap) stalls the madvise, and the faults of
- * kernels before 6.4 (which lack per-VMA locks), until the batch ends; one
- * that takes it for reading (UFFDIO_MOVE) need not. The worst stall is reported, not asserted: timings belong in
+ * drops them with madvise(2) and maps and unmaps a page, and records how
+ * long each took. A backend that holds the mmap lock for writing across the
+ * whole batch (the module, mremap) stalls the madvise, mmap and munmap, and
+ * the faults of kernels before 6.4 (which lack per-VMA locks), until the
+ * batch ends or yields the lock; one that takes it for reading (UFFDIO_MOVE)
+ * stalls only mmap and munmap. The worst stall is reported, not asserted: timings belong in
  * benchmarks, and under QEMU they are what they are. What is checked is
  * that both threads' data came through: the arena against its model after
  * every permutation, the other mapping after every round of writes.
@@ -31,13 +33,29 @@ static double now_us(void)
 	return ts.tv_sec * 1e6 + ts.tv_nsec / 1e3;
 }
 
-struct toucher {
-	int stop;
-	long writes, rounds, bad;
-	double worst_us, total_us, worst_madvise_us;
+/* What the other thread saw while the main thread ran one kind of batch. */
+struct seen {
+	long writes;
+	double worst_fault_us, total_fault_us, worst_madvise_us, worst_mmap_us;
 };
 
-/* Write a fresh page at a time, drop them all, again, until told to stop. */
+struct toucher {
+	int stop, kind;		/* kind: the batch the main thread runs now */
+	long rounds, bad;
+	struct seen seen[2];
+};
+
+static void worst(double *w, double t)
+{
+	*w = t > *w ? t : *w;
+}
+
+/*
+ * Write a fresh page at a time, drop them all, map and unmap a page
+ * elsewhere, again, until told to stop. Faults may take the VMA's lock
+ * only (6.4 on); madvise takes the mmap lock for reading, mmap and munmap
+ * for writing.
+ */
 static void *touch_fresh_pages(void *arg)
 {
 	struct toucher *t = arg;
@@ -49,42 +67,74 @@ static void *touch_fresh_pages(void *arg)
 		return NULL;
 	}
 	while (!__atomic_load_n(&t->stop, __ATOMIC_ACQUIRE)) {
+		struct seen *s = &t->seen[__atomic_load_n(&t->kind, __ATOMIC_RELAXED)];
 		double t0;
+		void *other;
 
 		for (size_t i = 0; i < FRESH_PAGES; i++) {
-			double took;
-
 			t0 = now_us();
 			tag_page(m + i * page_size, (uint64_t)t->rounds << 16 | (i + 1));
-			took = now_us() - t0;
-			t->total_us += took;
-			t->worst_us = took > t->worst_us ? took : t->worst_us;
-			t->writes++;
+			t0 = now_us() - t0;
+			s->total_fault_us += t0;
+			worst(&s->worst_fault_us, t0);
+			s->writes++;
 		}
 		for (size_t i = 0; i < FRESH_PAGES; i++)
 			t->bad += !page_has_tag(m + i * page_size, (uint64_t)t->rounds << 16 | (i + 1));
-		/* Fresh again: the next round faults on every page. The call
-		 * takes the mmap lock, where a fault may take only the VMA's. */
+		/* Fresh again: the next round faults on every page. */
 		t0 = now_us();
 		madvise(m, len, MADV_DONTNEED);
-		t0 = now_us() - t0;
-		t->worst_madvise_us = t0 > t->worst_madvise_us ? t0 : t->worst_madvise_us;
+		worst(&s->worst_madvise_us, now_us() - t0);
+		t0 = now_us();
+		other = mmap(NULL, page_size, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (other != MAP_FAILED)
+			munmap(other, page_size);
+		worst(&s->worst_mmap_us, now_us() - t0);
 		t->rounds++;
 	}
 	munmap(m, len);
 	return NULL;
 }
 
+/* Run one batch of the given kind on the run; update the model. */
+static int one_batch(struct rewire_arena *a, char *run, size_t n, int kind, size_t *perm,
+		     struct rewire_op *ops, uint64_t *model, uint64_t *old)
+{
+	size_t half = n / 2;
+	int ret;
+
+	shuffle(perm, n);
+	if (kind == 0)
+		return rewire_permute(a, run, perm, n);
+	/* n / 2 operations: page perm[2k] swaps with page perm[2k + 1]. */
+	for (size_t k = 0; k < half; k++)
+		ops[k] = (struct rewire_op){ REWIRE_OP_SWAP, 0, run + perm[2 * k] * page_size,
+					     run + perm[2 * k + 1] * page_size, page_size, NULL };
+	ret = rewire_batch(a, ops, half, NULL);
+	if (!ret)
+		for (size_t k = 0; k < half; k++) {
+			uint64_t x = model[perm[2 * k]];
+
+			model[perm[2 * k]] = model[perm[2 * k + 1]];
+			model[perm[2 * k + 1]] = x;
+		}
+	(void)old;
+	return ret;
+}
+
 int main(void)
 {
+	static const char *const kinds[2] = { "one permutation", "swaps in one batch" };
 	const char *env = getenv("REWIRE_STALL_PAGES");
-	size_t n = env ? strtoul(env, NULL, 0) : 16384, rounds = 0, *perm;
+	size_t n = env ? strtoul(env, NULL, 0) : 16384, rounds[2] = { 0, 0 }, *perm;
+	double worst_op[2] = { 0, 0 }, total_op[2] = { 0, 0 }, t_end;
 	struct rewire_arena *a;
 	struct toucher t = { 0 };
+	struct rewire_op *ops;
 	uint64_t *model, *old;
-	double worst_op = 0, total_op = 0, t_end;
 	bool data_ok = true;
 	pthread_t tid;
+	long writes;
 	char *run;
 
 	if (test_init())
@@ -95,7 +145,8 @@ int main(void)
 	perm = malloc(n * sizeof(*perm));
 	model = malloc(n * sizeof(*model));
 	old = malloc(n * sizeof(*old));
-	if (!run || !perm || !model || !old)
+	ops = malloc(n / 2 * sizeof(*ops));
+	if (!run || !perm || !model || !old || !ops)
 		bail("cannot set up a run of %zu pages", n);
 	for (size_t i = 0; i < n; i++) {
 		model[i] = i + 1;
@@ -104,43 +155,53 @@ int main(void)
 	}
 	if (pthread_create(&tid, NULL, touch_fresh_pages, &t))
 		bail("pthread_create");
-	/* At least 4 permutations, and at least a second of them. */
-	for (t_end = now_us() + 1e6; rounds < 4 || now_us() < t_end; rounds++) {
-		double t0, took;
-		int ret;
+	/* Each kind at least 4 times, and each for at least half a second. */
+	for (int kind = 0; kind < 2 && data_ok; kind++) {
+		__atomic_store_n(&t.kind, kind, __ATOMIC_RELAXED);
+		for (t_end = now_us() + 5e5; rounds[kind] < 4 || now_us() < t_end; rounds[kind]++) {
+			double t0 = now_us(), took;
+			int ret;
 
-		shuffle(perm, n);
-		t0 = now_us();
-		ret = rewire_permute(a, run, perm, n);
-		took = now_us() - t0;
-		if (ret) {
-			diag("permutation %zu: %s", rounds, strerror(-ret));
-			data_ok = false;
-			break;
-		}
-		total_op += took;
-		worst_op = took > worst_op ? took : worst_op;
-		memcpy(old, model, n * sizeof(*old));
-		for (size_t i = 0; i < n; i++)
-			model[perm[i]] = old[i];
-		if (!check_pages(run, model, n)) {
-			data_ok = false;
-			break;
+			memcpy(old, model, n * sizeof(*old));
+			ret = one_batch(a, run, n, kind, perm, ops, model, old);
+			took = now_us() - t0;
+			if (ret) {
+				diag("%s, round %zu: %s", kinds[kind], rounds[kind], strerror(-ret));
+				data_ok = false;
+				break;
+			}
+			total_op[kind] += took;
+			worst(&worst_op[kind], took);
+			if (kind == 0)
+				for (size_t i = 0; i < n; i++)
+					model[perm[i]] = old[i];
+			if (!check_pages(run, model, n)) {
+				data_ok = false;
+				break;
+			}
 		}
 	}
 	__atomic_store_n(&t.stop, 1, __ATOMIC_RELEASE);
 	pthread_join(tid, NULL);
 
-	ok(data_ok, "%zu permutations of %zu pages on %s, each page where the model says", rounds,
-	   n, rewire_backend_name(a));
-	ok(t.bad == 0 && t.writes > 0, "meanwhile another thread wrote %ld fresh pages, each read "
-	   "back right (%ld not)", t.writes, t.bad);
-	diag("stall: the other thread's worst page fault took %.0f us (mean %.1f us), its "
-	     "worst madvise of %d pages %.0f us; a permutation of %zu pages took %.0f us on "
-	     "average, %.0f at worst", t.worst_us, t.writes ? t.total_us / t.writes : 0,
-	     FRESH_PAGES, t.worst_madvise_us, n, rounds ? total_op / rounds : 0, worst_op);
+	writes = t.seen[0].writes + t.seen[1].writes;
+	ok(data_ok, "%zu permutations of %zu pages and %zu batches of %zu swaps on %s, each page "
+	   "where the model says", rounds[0], n, rounds[1], n / 2, rewire_backend_name(a));
+	ok(t.bad == 0 && writes > 0, "meanwhile another thread wrote %ld fresh pages, each read "
+	   "back right (%ld not)", writes, t.bad);
+	for (int kind = 0; kind < 2; kind++) {
+		const struct seen *s = &t.seen[kind];
+
+		diag("stall, %s of %zu pages: %.0f us a batch on average, %.0f at worst; the "
+		     "other thread's worst page fault %.0f us (mean %.1f), madvise %.0f us, "
+		     "mmap and munmap %.0f us", kinds[kind], n, rounds[kind] ?
+		     total_op[kind] / rounds[kind] : 0, worst_op[kind], s->worst_fault_us,
+		     s->writes ? s->total_fault_us / s->writes : 0, s->worst_madvise_us,
+		     s->worst_mmap_us);
+	}
 	rewire_free(a, run);
 	rewire_arena_destroy(a);
+	free(ops);
 	free(perm);
 	free(model);
 	free(old);
