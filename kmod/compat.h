@@ -10,16 +10,18 @@
  * Its address is found through kallsyms_lookup_name(), itself found with a
  * kprobe, once at load. Under kernel IBT (6.12 on CPUs that have it) both
  * functions lose their ENDBR at boot, and an indirect call to either would
- * trap. There, or when asked with full_flush=1, the module advances the
- * mm's TLB generation itself, as inc_mm_tlb_gen() does, and flushes the
- * whole TLB of every CPU in the mm's cpumask: as correct for the mm, dearer
- * for the other processes on those CPUs.
+ * trap. There, or when asked with full_flush=1, the module reaches the
+ * same function through an exported one instead: an empty zap of the VMA
+ * while the mm has a TLB flush pending makes tlb_finish_mmu() flush the
+ * whole mm, rw_flush_tlb_zap(). That flushes this mm only, where it is
+ * loaded, and advances its TLB generation, as the kernel's own flush does.
  */
 #ifndef _REWIRE_COMPAT_H
 #define _REWIRE_COMPAT_H
 
 #include <linux/kprobes.h>
 #include <linux/kvm_types.h>
+#include <linux/mm_inline.h>
 #include <linux/smp.h>
 #include <linux/utsname.h>
 #include <asm/cpufeature.h>
@@ -27,7 +29,7 @@
 
 static bool rw_full_flush;
 module_param_named(full_flush, rw_full_flush, bool, 0444);
-MODULE_PARM_DESC(full_flush, "flush the whole TLBs of the mm's CPUs, not its range");
+MODULE_PARM_DESC(full_flush, "flush the whole mm through an exported zap, not its range");
 
 /*
  * The kernel versions the module was tested on. A module that calls an
@@ -101,43 +103,56 @@ static int rw_resolve_symbols(void)
 }
 
 /*
- * The whole TLB of this CPU, global entries and every PCID included; called
- * with interrupts off. 7.x exports __flush_tlb_all() to KVM alone
- * (EXPORT_SYMBOL_FOR_KVM); there it is done as native_flush_tlb_global()
- * does: INVPCID, or CR4.PGE toggled and restored (every x86-64 CPU has PGE).
+ * Which exported zap function this kernel has, from its Module.symvers
+ * (Kbuild): zap_page_range() (6.1), zap_page_range_single() (6.12),
+ * zap_vma_range() (7.x).
  */
-static void rw_flush_all_local(void *unused)
-{
-#ifdef EXPORT_SYMBOL_FOR_KVM
-	unsigned long cr4;
-
-	if (boot_cpu_has(X86_FEATURE_INVPCID)) {
-		invpcid_flush_all();
-		return;
-	}
-	cr4 = native_read_cr4();
-	asm volatile("mov %0, %%cr4" : : "r" (cr4 ^ X86_CR4_PGE) : "memory");
-	asm volatile("mov %0, %%cr4" : : "r" (cr4) : "memory");
-#else
-	__flush_tlb_all();
+#if RW_ZAP < 1 || RW_ZAP > 3
+#error "rewire: no exported zap function in this kernel's Module.symvers"
 #endif
+
+/*
+ * The kernel's own shootdown of the whole mm, reached through an exported
+ * function. An mmu_gather that gathered nothing flushes nothing, unless
+ * another flush of the mm is pending; then tlb_finish_mmu() sees it
+ * (mm_tlb_flush_nested()) and flushes the whole mm, as
+ * flush_tlb_mm_range(mm, 0, TLB_FLUSH_ALL, .., true): this mm's ASIDs
+ * only, on the CPUs in its cpumask, lazy ones included, with the mm's TLB
+ * generation advanced so that a CPU switching back to it later flushes
+ * too. The pending count raised here is what makes the flush nested. The
+ * zap is empty: it starts at vm_start with size 0, and 7.x does not clip a
+ * size to the VMA, so anything else would zap pages.
+ *
+ * Called with the mmap lock held and no spinlock: the zap may sleep.
+ */
+static void rw_flush_tlb_zap(struct vm_area_struct *vma)
+{
+	struct mm_struct *mm = vma->vm_mm;
+
+	mmap_assert_locked(mm);
+	inc_tlb_flush_pending(mm);
+#if RW_ZAP == 3
+	zap_vma_range(vma, vma->vm_start, 0);
+#elif RW_ZAP == 2
+	zap_page_range_single(vma, vma->vm_start, 0, NULL);
+#else
+	zap_page_range(vma, vma->vm_start, 0);
+#endif
+	dec_tlb_flush_pending(mm);
 }
 
-/* No CPU may keep a translation of [start, end) of mm once this returns. */
-static void rw_flush_tlb(struct mm_struct *mm, unsigned long start,
+/*
+ * No CPU may keep a translation of [start, end) of vma's mm once this
+ * returns, nor find one when it switches back to the mm later. Called with
+ * the mmap lock held and no spinlock.
+ */
+static void rw_flush_tlb(struct vm_area_struct *vma, unsigned long start,
 			 unsigned long end)
 {
-	if (!rw_full_flush) {
-		rw_flush_tlb_mm_range(mm, start, end, PAGE_SHIFT, false);
-		return;
-	}
-	/*
-	 * inc_mm_tlb_gen(): a CPU that switches back to mm later finds its
-	 * PCID's generation behind and flushes it; those in the cpumask,
-	 * lazy ones included, flush now.
-	 */
-	atomic64_inc_return(&mm->context.tlb_gen);
-	on_each_cpu_mask(mm_cpumask(mm), rw_flush_all_local, NULL, true);
+	if (rw_full_flush)
+		rw_flush_tlb_zap(vma);
+	else
+		rw_flush_tlb_mm_range(vma->vm_mm, start, end, PAGE_SHIFT, false);
 }
 
 /*

@@ -448,6 +448,17 @@ static int rw_apply_op(struct rw_batch *b, const struct rewire_dev_op *op,
 	return pinned ? -EBUSY : 0;
 }
 
+/* Flush what the batch changed so far from every TLB. */
+static void rw_flush(struct rw_batch *b)
+{
+	if (b->lo >= b->hi)
+		return;
+	if (break_for_test != 1)
+		rw_flush_tlb(b->vma, b->lo, b->hi);
+	b->lo = ULONG_MAX;
+	b->hi = 0;
+}
+
 static bool rw_overlap(u64 a, u64 b, u64 npages)
 {
 	u64 len = npages << PAGE_SHIFT;
@@ -650,8 +661,7 @@ static int rw_run(struct rewire_file *rf, struct rw_batch *b, u32 *done)
 	if (!ret)
 		ret = b->tables_err;
 	/* The one shootdown of the batch. */
-	if (b->lo < b->hi && break_for_test != 1)
-		rw_flush_tlb(b->mm, b->lo, b->hi);
+	rw_flush(b);
 
 	if (anon_vma)
 		rw_anon_vma_unlock_write(anon_vma);
@@ -813,7 +823,7 @@ static int __init rw_init(void)
 		pr_notice("break_for_test=%u: for the test suite only\n",
 			  break_for_test);
 	if (rw_full_flush)
-		pr_info("flushing whole TLBs of each process's CPUs (full_flush)\n");
+		pr_info("flushing each process's whole mm through an empty zap (full_flush)\n");
 	return misc_register(&rw_dev);
 }
 
