@@ -254,6 +254,21 @@ for v in $kernels; do
 	chmod 755 "$root/init"
 	cp "$dir/kmod/rewire.ko" "$root/rewire.ko"
 	cp "$dir/kmod-test/rewire.ko" "$root/rewire-test.ko"
+	# The loop driver, for t/kmod.t's swap test (swap on a loop device).
+	loop=
+	if [ -n "$chroot" ]; then
+		[ -s "$cache/$v/loop.ko" ] && cp "$cache/$v/loop.ko" "$root/loop.ko" && loop=1
+	else
+		for f in "/lib/modules/$v/kernel/drivers/block/loop.ko.xz" \
+			"/lib/modules/$v/kernel/drivers/block/loop.ko"; do
+			[ -f "$f" ] || continue
+			case $f in
+			*.xz) xz -dc "$f" >"$root/loop.ko" ;;
+			*) cp "$f" "$root/loop.ko" ;;
+			esac && loop=1
+			break
+		done
+	fi
 	for t in $VM_TESTS; do
 		mkdir -p "$root/t/$(dirname "$t")"
 		cp "$build/$t" "$root/t/$t"
@@ -270,10 +285,12 @@ for v in $kernels; do
 	# controls: with its TLB flush or its rmap update left out, the module
 	# must be caught by t/kmod.t.
 	list="$dir/tests"
+	: >"$list"
+	[ -n "$loop" ] && echo "insmod /loop.ko" >>"$list"
 	if [ -n "${VM_LINES:-}" ]; then
-		echo "$VM_LINES" | tr ';' '\n' >"$list"
+		echo "$VM_LINES" | tr ';' '\n' >>"$list"
 	else
-		printf '%s\n' $VM_TESTS >"$list"
+		printf '%s\n' $VM_TESTS >>"$list"
 	fi
 	if [ -n "$full" ]; then
 		# auto picks the module when it is loaded, and does without it
