@@ -19,6 +19,8 @@ struct rewire_arena;
 
 /* Arena flags (rewire_options.flags). */
 #define REWIRE_ONFAULT	(1u << 0)	/* allocations are backed on first touch */
+#define REWIRE_UNLOCKED	(1u << 1)	/* nothing mlocked: the lock budget alone
+					 * bounds what is backed (rewire(7)) */
 
 /* Options for rewire_arena_create(). Fill with rewire_options_init() first:
  * it sets struct_size, which lets the library grow this struct compatibly. */
@@ -27,7 +29,7 @@ struct rewire_options {
 	size_t reserve;		/* virtual size in bytes (rounded up to pages) */
 	size_t lock_budget;	/* most bytes backed at once; 0: the reserve */
 	int numa_node;		/* node to bind to, or -1 for none */
-	unsigned int flags;	/* REWIRE_ONFAULT */
+	unsigned int flags;	/* REWIRE_ONFAULT, REWIRE_UNLOCKED */
 	const char *backend;	/* NULL: $REWIRE_BACKEND or "auto" */
 };
 

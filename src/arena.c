@@ -119,9 +119,9 @@ static int bind_node(char *base, size_t len, int node)
 
 /*
  * Give [p, p + len) the arena's attributes: private to this process, PTE
- * mappings only, bound to node, locked as pages fault in.
+ * mappings only, bound to node, locked as pages fault in unless unlocked.
  */
-static int set_attributes(char *p, size_t len, int node)
+static int set_attributes(char *p, size_t len, int node, bool unlocked)
 {
 	int ret;
 
@@ -131,7 +131,7 @@ static int set_attributes(char *p, size_t len, int node)
 	if (madvise(p, len, MADV_NOHUGEPAGE) && errno != EINVAL)
 		return -errno;
 	ret = bind_node(p, len, node);
-	if (ret)
+	if (ret || unlocked)
 		return ret;
 	/* The raw call: glibc turns ENOSYS from mlock2 into EINVAL. */
 	if (syscall(SYS_mlock2, p, len, MLOCK_ONFAULT)) {
@@ -146,8 +146,9 @@ static int set_attributes(char *p, size_t len, int node)
 	return 0;
 }
 
-/* Map len bytes that are private to this process and locked as they fault. */
-static int map_locked(size_t len, int node, char **out)
+/* Map len bytes that are private to this process and locked as they fault
+ * (unless unlocked). */
+static int map_arena(size_t len, int node, bool unlocked, char **out)
 {
 	char *p = mmap(NULL, len, PROT_READ | PROT_WRITE,
 		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
@@ -157,7 +158,7 @@ static int map_locked(size_t len, int node, char **out)
 	 * beyond the address space) means what the kernel's ENOMEM does. */
 	if (p == MAP_FAILED)
 		return errno == EINVAL ? -ENOMEM : -errno;
-	ret = set_attributes(p, len, node);
+	ret = set_attributes(p, len, node, unlocked);
 	if (ret) {
 		munmap(p, len);
 		return ret;
@@ -179,7 +180,7 @@ int rw_map_holes(struct rewire_arena *a, size_t start, size_t n)
 
 	if (p == MAP_FAILED)
 		return -errno;
-	return set_attributes(p, len, a->numa_node);
+	return set_attributes(p, len, a->numa_node, a->flags & REWIRE_UNLOCKED);
 }
 
 static void free_arena(struct rewire_arena *a, bool unmap)
@@ -207,7 +208,7 @@ int rewire_arena_create(const struct rewire_options *opts,
 
 	if (!opts || !arenap || opts->struct_size < OPTIONS_V1_SIZE)
 		return -EINVAL;
-	if (!opts->reserve || opts->flags & ~REWIRE_ONFAULT || opts->numa_node < -1)
+	if (!opts->reserve || opts->flags & ~(REWIRE_ONFAULT | REWIRE_UNLOCKED) || opts->numa_node < -1)
 		return -EINVAL;
 	if (opts->reserve > SIZE_MAX - page_size)
 		return -ENOMEM;
@@ -244,7 +245,7 @@ int rewire_arena_create(const struct rewire_options *opts,
 
 	/* The address space first: a reserve too large fails there, before
 	 * any bookkeeping is sized by it. */
-	ret = map_locked(len, opts->numa_node, &a->base);
+	ret = map_arena(len, opts->numa_node, opts->flags & REWIRE_UNLOCKED, &a->base);
 	if (ret)
 		goto fail;
 	words = bitmap_words(a->npages);
@@ -452,8 +453,9 @@ int rewire_arena_stats(struct rewire_arena *a, struct rewire_stats *st)
 		return -EINVAL;
 	if (arena_forked(a))
 		return -EFAULT;
-	/* Measured first, without the lock: it reads the whole arena. */
-	locked = resident_pages(a) << a->page_shift;
+	/* Measured first, without the lock: it reads the whole arena. An
+	 * unlocked arena locks nothing. */
+	locked = a->flags & REWIRE_UNLOCKED ? 0 : resident_pages(a) << a->page_shift;
 	pthread_mutex_lock(&a->lock);
 	memset(st, 0, sizeof(*st));
 	st->reserved = a->npages << a->page_shift;

@@ -188,9 +188,13 @@ static int kmod_init(struct rewire_arena *a)
 		.start = (uintptr_t)a->base,
 		.len = a->npages << a->page_shift,
 	};
-	struct kmod *k = calloc(1, sizeof(*k));
+	struct kmod *k;
 	int ret;
 
+	/* The module moves only mlocked memory. */
+	if (a->flags & REWIRE_UNLOCKED)
+		return -EOPNOTSUPP;
+	k = calloc(1, sizeof(*k));
 	if (!k)
 		return -ENOMEM;
 	k->fd = open_device(&k->info);

@@ -149,9 +149,10 @@ static bool room(struct rewire_arena *a, size_t calls)
 	return ok;
 }
 
-static void lock_onfault(char *p, size_t len)
+static void lock_onfault(const struct rewire_arena *a, char *p, size_t len)
 {
-	syscall(SYS_mlock2, p, len, MLOCK_ONFAULT);
+	if (!(a->flags & REWIRE_UNLOCKED))
+		syscall(SYS_mlock2, p, len, MLOCK_ONFAULT);
 }
 
 /* Mark where the mappings a move made may begin. */
@@ -184,7 +185,7 @@ static int move_piece(struct rewire_arena *a, char *dst, char *src, size_t n)
 	 */
 	if (munlock(src, len)) {
 		ret = -errno;
-		lock_onfault(src, len);
+		lock_onfault(a, src, len);
 		return ret;
 	}
 	m->maps += MAPS_PER_CALL;
@@ -195,7 +196,7 @@ static int move_piece(struct rewire_arena *a, char *dst, char *src, size_t n)
 	if (mremap(src, len, len, MREMAP_MAYMOVE | MREMAP_FIXED | MREMAP_DONTUNMAP,
 		   dst) == MAP_FAILED) {
 		ret = -errno;
-		lock_onfault(src, len);
+		lock_onfault(a, src, len);
 		/* msync says ENOMEM where part of a range is unmapped. */
 		if (msync(dst, len, MS_ASYNC) && errno == ENOMEM) {
 			note_bounds(a, page_index(a, dst), n);
@@ -207,8 +208,8 @@ static int move_piece(struct rewire_arena *a, char *dst, char *src, size_t n)
 	note_bounds(a, page_index(a, dst), n);
 	/* Neither can fail for the limits: both ranges were locked before,
 	 * and each is now exactly one mapping, so nothing splits. */
-	lock_onfault(dst, len);
-	lock_onfault(src, len);
+	lock_onfault(a, dst, len);
+	lock_onfault(a, src, len);
 	return 0;
 }
 

@@ -1,5 +1,6 @@
 /* The lock budget and RLIMIT_MEMLOCK: exhaustion fails cleanly, changes
- * nothing, and leaves no mapping or locked memory behind. */
+ * nothing, and leaves no mapping or locked memory behind; an unlocked arena
+ * lets an unprivileged process reserve far more than its limit. */
 #include <errno.h>
 #include <linux/capability.h>
 #include <stdio.h>
@@ -117,6 +118,78 @@ static int rlimit_child(void)
 	return failed;
 }
 
+static const char *const unlocked_checks[] = {
+	"unlocked: CAP_IPC_LOCK dropped, RLIMIT_MEMLOCK 8 MiB (the default)",
+	"unlocked: a 64 GiB arena with an 8 MiB budget, locked, is refused with ENOMEM",
+	"unlocked: with REWIRE_UNLOCKED it is created",
+	"unlocked: the whole budget allocates; a page more fails with ENOMEM",
+	"unlocked: a permutation and swaps of the 8 MiB leave every page where it belongs",
+	"unlocked: 8 MiB backed, nothing locked, VmLck unchanged; destroyed, nothing left",
+};
+
+/* An unprivileged process reserves far more than RLIMIT_MEMLOCK. */
+static int unlocked_child(void)
+{
+	struct rlimit rl = { 8 << 20, 8 << 20 };
+	const char *env = getenv("REWIRE_BACKEND");
+	size_t n = (8 << 20) / page_size, *perm;
+	struct rewire_options o;
+	struct rewire_stats st;
+	struct rewire_arena *a;
+	int failed = 0;
+	long lck;
+	char *p;
+
+	if (drop_ipc_lock() || setrlimit(RLIMIT_MEMLOCK, &rl))
+		return 0xff;
+	lck = vm_locked_kb();
+	rewire_options_init(&o);
+	o.reserve = (size_t)64 << 30;
+	o.lock_budget = 8 << 20;
+	/* The module moves mlocked memory only; auto sets it aside. */
+	o.backend = env && strcmp(env, "kmod") ? env : "auto";
+	if (rewire_arena_create(&o, &a) != -ENOMEM)
+		failed |= 1 << 1;
+	o.flags = REWIRE_UNLOCKED;
+	if (rewire_arena_create(&o, &a))
+		return failed | 0xfc;
+	p = rewire_alloc(a, n * page_size, 0);
+	errno = 0;
+	if (!p || rewire_alloc(a, page_size, 0) || errno != ENOMEM)
+		failed |= 1 << 3;
+	perm = malloc(n * sizeof(*perm));
+	if (!p || !perm)
+		return failed | 1 << 4;
+	for (size_t i = 0; i < n; i++) {
+		tag_page(p + i * page_size, i + 1);
+		perm[i] = n - 1 - i;
+	}
+	if (rewire_permute(a, p, perm, n) ||
+	    rewire_swap(a, p, p + (n / 2) * page_size, 16 * page_size))
+		failed |= 1 << 4;
+	for (size_t i = 0; i < n; i++) {
+		/* Reversed, then the first 16 swapped with the 16 at n / 2. */
+		size_t at = n - 1 - i;
+
+		if (at < 16)
+			at += n / 2;
+		else if (at >= n / 2 && at < n / 2 + 16)
+			at -= n / 2;
+		if (!page_has_tag(p + at * page_size, i + 1)) {
+			failed |= 1 << 4;
+			break;
+		}
+	}
+	rewire_arena_stats(a, &st);
+	if (st.backed != n * page_size || st.locked || vm_locked_kb() != lck)
+		failed |= 1 << 5;
+	rewire_arena_destroy(a);
+	if (vm_locked_kb() != lck)
+		failed |= 1 << 5;
+	free(perm);
+	return failed;
+}
+
 static long vm_size_kb(void)
 {
 	FILE *f = fopen("/proc/self/status", "r");
@@ -227,11 +300,13 @@ int main(void)
 {
 	bool valgrind = test_init();
 
-	plan(valgrind ? 18 : 24);
+	plan(valgrind ? 18 : 30);
 	budget();
 	run_child(rlimit_child, rlimit_checks, 6, true);
 	/* valgrind keeps its own address space and mapping table. */
-	if (!valgrind)
+	if (!valgrind) {
 		run_child(as_child, as_checks, 6, false);
+		run_child(unlocked_child, unlocked_checks, 6, false);
+	}
 	return done_testing();
 }
