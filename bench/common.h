@@ -41,6 +41,7 @@ void bench_growth(size_t max_bytes);
 void bench_churn(long ops);
 void bench_compaction(size_t npages);
 void bench_threads(void);
+void bench_bufferpool(void);
 
 /* Data for --plot, filled by the sections. */
 struct curve {

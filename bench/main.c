@@ -17,7 +17,7 @@ static void usage(FILE *f)
 {
 	fprintf(f, "usage: rewire-bench [--quick | --full] [--size BYTES] [--pages N] [--ops N]\n"
 		   "                    [--reps R] [--only SECTIONS] [--csv FILE] [--plot FILE.png]\n"
-		   "sections: growth, churn, compaction, moves, threads\n");
+		   "sections: growth, churn, compaction, moves, threads, bufferpool\n");
 }
 
 static bool wanted(const char *only, const char *section)
@@ -171,6 +171,8 @@ int main(int argc, char **argv)
 		bench_moves(pages);
 	if (wanted(only, "threads"))
 		bench_threads();
+	if (wanted(only, "bufferpool"))
+		bench_bufferpool();
 	/* Not by default: it compares kernel paths, for make bench-vm. */
 	if (only && wanted(only, "kernel"))
 		bench_kernel(pages);

@@ -1,0 +1,647 @@
+/* Buffer pool: random page reads over a data set ten times the pool, through
+ * three buffer managers: vmcache (Leis et al., SIGMOD 2023; the design of
+ * examples/vmcache.c) on a rewire arena, the same manager on plain Linux
+ * memory (MADV_DONTNEED to evict, a page fault inside pread(2) to load), and
+ * a classic pool of malloc'd frames found through a hash table. The data set
+ * is a memfd, so the figures measure memory management, not a disk. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "common.h"
+#include "rewire.h"
+
+enum {
+	GROUP = 16,		/* pages one request fixes together */
+	EVICT_MIN = 16,		/* fewest pages one eviction round frees */
+	MAX_OPS = EVICT_MIN + 2 * GROUP,
+	HIT_READS = 1 << 20,	/* reads of resident pages per hit-path run */
+	CHAIN = 4096,		/* entries of the sequence that chained reads use */
+};
+enum { RESIDENT = 1, REF = 2, PINNED = 4 };	/* vmcache page states; REF and PINNED for frames too */
+enum kind { REWIRE, PLAIN, HASHED, NKINDS };
+static const char *const kind_names[NKINDS] = { "vmcache on rewire", "vmcache, plain memory",
+						"hash-table pool" };
+static const char *const pattern_names[2] = { "uniform", "skewed" };
+#define EMPTY UINT32_MAX
+
+struct slot {
+	uint32_t pid, frame;
+};
+
+struct bp {
+	enum kind kind;
+	size_t npages, pool, words;
+	int fd;
+	bool failed;
+	/* vmcache, on a rewire arena or on plain memory */
+	struct rewire_arena *arena;
+	char *db;			/* page p at db + p * ps */
+	char *frames;			/* rewire: spare frames or holes; hashed: the pool */
+	uint8_t *state;			/* vmcache: per page; hashed: per frame */
+	size_t hand, resident;
+	uint32_t *spare, *holes;
+	size_t nspare, nholes;
+	struct rewire_op ops[MAX_OPS];
+	/* the hash-table pool: page id -> frame, open addressing */
+	struct slot *table;
+	size_t mask;
+	int shift;
+	uint32_t *frame_pid;
+	/* counts since the last reset */
+	uint64_t loads, evictions, batches;
+	double miss_ns;
+};
+
+static size_t hash(const struct bp *b, uint32_t pid)
+{
+	return (uint32_t)(pid * 2654435761u) >> b->shift;
+}
+
+/* The hit paths: a page's address, or NULL when it is not resident. */
+static inline char *vm_get(struct bp *b, uint32_t pid)
+{
+	uint8_t s = b->state[pid];
+
+	if (!(s & RESIDENT))
+		return NULL;
+	if (!(s & REF))
+		b->state[pid] = s | REF;
+	return b->db + pid * ps;
+}
+
+static inline char *hashed_get(struct bp *b, uint32_t pid)
+{
+	for (size_t h = hash(b, pid);; h = (h + 1) & b->mask) {
+		struct slot s = b->table[h];
+
+		if (s.pid == pid) {
+			if (!(b->state[s.frame] & REF))
+				b->state[s.frame] |= REF;
+			return b->frames + (size_t)s.frame * ps;
+		}
+		if (s.pid == EMPTY)
+			return NULL;
+	}
+}
+
+static void hashed_insert(struct bp *b, uint32_t pid, uint32_t frame)
+{
+	size_t h = hash(b, pid);
+
+	while (b->table[h].pid != EMPTY)
+		h = (h + 1) & b->mask;
+	b->table[h] = (struct slot){ pid, frame };
+}
+
+/* Linear probing's deletion: later entries of the cluster shift back. */
+static void hashed_remove(struct bp *b, uint32_t pid)
+{
+	size_t i = hash(b, pid), j = i;
+
+	while (b->table[i].pid != pid)
+		i = (i + 1) & b->mask;
+	for (j = i;;) {
+		size_t k;
+
+		j = (j + 1) & b->mask;
+		if (b->table[j].pid == EMPTY)
+			break;
+		k = hash(b, b->table[j].pid);
+		if (i <= j ? (k <= i || k > j) : (k <= i && k > j)) {
+			b->table[i] = b->table[j];
+			i = j;
+		}
+	}
+	b->table[i].pid = EMPTY;
+}
+
+static void add_op(struct bp *b, size_t *n, uint32_t type, uint32_t flags, char *dst, char *src)
+{
+	b->ops[(*n)++] = (struct rewire_op){ type, flags, dst, src, ps, NULL };
+}
+
+/* Clock over the states: the next one resident, not pinned, not used since
+ * the hand passed (vmcache: pages; hashed: frames, all in use). */
+static uint32_t victim(struct bp *b, size_t n)
+{
+	for (;;) {
+		uint32_t p = (uint32_t)b->hand;
+
+		b->hand = (b->hand + 1) % n;
+		if ((b->kind != HASHED && !(b->state[p] & RESIDENT)) || b->state[p] & PINNED)
+			continue;
+		if (!(b->state[p] & REF))
+			return p;
+		b->state[p] &= (uint8_t)~REF;
+	}
+}
+
+static int load(struct bp *b, char *to, uint32_t pid)
+{
+	return pread(b->fd, to, ps, (off_t)pid * (off_t)ps) == (ssize_t)ps ? 0 : -1;
+}
+
+/* vmcache's miss path: evict what room takes (one rewire_batch with the
+ * loads, or a madvise per victim), then read the missing pages in. */
+static int vm_miss(struct bp *b, const uint32_t *miss, size_t m)
+{
+	uint32_t victims[MAX_OPS];
+	size_t nv = 0, k = 0, nops = 0, done;
+
+	if (b->resident + m > b->pool) {
+		size_t want = b->resident + m - b->pool;
+
+		for (want = want < EVICT_MIN ? EVICT_MIN : want; nv < want; nv++) {
+			victims[nv] = victim(b, b->npages);
+			b->state[victims[nv]] = 0;
+		}
+		b->resident -= nv;
+		b->evictions += nv;
+	}
+	if (b->kind == PLAIN) {
+		for (size_t v = 0; v < nv; v++)
+			if (madvise(b->db + victims[v] * ps, ps, MADV_DONTNEED))
+				return -1;
+	} else {
+		/* Victims' pages straight into the pages loaded, the others out
+		 * to spare frames; spare frames in; what is left populated. */
+		for (; k < m && k < nv; k++)
+			add_op(b, &nops, REWIRE_OP_MOVE, 0, b->db + miss[k] * ps,
+			       b->db + victims[k] * ps);
+		for (size_t v = k; v < nv; v++) {
+			uint32_t f = b->holes[--b->nholes];
+
+			add_op(b, &nops, REWIRE_OP_MOVE, 0, b->frames + f * ps,
+			       b->db + victims[v] * ps);
+			b->spare[b->nspare++] = f;
+		}
+		for (; k < m && b->nspare; k++) {
+			uint32_t f = b->spare[--b->nspare];
+
+			add_op(b, &nops, REWIRE_OP_MOVE, 0, b->db + miss[k] * ps, b->frames + f * ps);
+			b->holes[b->nholes++] = f;
+		}
+		for (; k < m; k++)
+			add_op(b, &nops, REWIRE_OP_POPULATE, REWIRE_OP_RECYCLE, b->db + miss[k] * ps,
+			       NULL);
+		if (rewire_batch(b->arena, b->ops, nops, &done))
+			return -1;
+		b->batches++;
+	}
+	for (size_t i = 0; i < m; i++) {
+		if (load(b, b->db + miss[i] * ps, miss[i]))
+			return -1;
+		b->state[miss[i]] = RESIDENT | REF | PINNED;
+	}
+	b->resident += m;
+	b->loads += m;
+	return 0;
+}
+
+static int hashed_miss(struct bp *b, const uint32_t *miss, size_t m)
+{
+	for (size_t i = 0; i < m; i++) {
+		uint32_t f;
+
+		if (b->resident < b->pool) {
+			f = (uint32_t)b->resident++;
+		} else {
+			f = victim(b, b->pool);
+			hashed_remove(b, b->frame_pid[f]);
+			b->evictions++;
+		}
+		if (load(b, b->frames + (size_t)f * ps, miss[i]))
+			return -1;
+		hashed_insert(b, miss[i], f);
+		b->frame_pid[f] = miss[i];
+		b->state[f] = REF | PINNED;
+	}
+	b->loads += m;
+	return 0;
+}
+
+/* pages[i] is where pids[i] is once the request's pages are all resident
+ * and pinned. */
+static int fix(struct bp *b, const uint32_t *pids, char **pages, size_t n)
+{
+	uint32_t miss[GROUP];
+	size_t m = 0;
+	double t;
+	int ret;
+
+	for (size_t i = 0; i < n; i++) {
+		pages[i] = b->kind == HASHED ? hashed_get(b, pids[i]) : vm_get(b, pids[i]);
+		if (pages[i]) {
+			b->state[b->kind == HASHED ? (pages[i] - b->frames) / ps : pids[i]] |= PINNED;
+			continue;
+		}
+		for (size_t j = 0; j <= m; j++) {
+			if (j == m) {
+				miss[m++] = pids[i];
+				break;
+			}
+			if (miss[j] == pids[i])
+				break;
+		}
+	}
+	if (!m)
+		return 0;
+	t = now_ns();
+	ret = b->kind == HASHED ? hashed_miss(b, miss, m) : vm_miss(b, miss, m);
+	b->miss_ns += now_ns() - t;
+	for (size_t i = 0; i < n && !ret; i++)
+		if (!pages[i])
+			pages[i] = b->kind == HASHED ? hashed_get(b, pids[i]) : vm_get(b, pids[i]);
+	return ret;
+}
+
+static void unfix(struct bp *b, const uint32_t *pids, char **pages, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		b->state[b->kind == HASHED ? (pages[i] - b->frames) / ps : pids[i]] &=
+			(uint8_t)~PINNED;
+}
+
+/* Uniform, or skewed: u^4 puts half the reads on 6% of the pages, which a
+ * multiplication by a prime scatters over the data set. */
+static uint32_t pick(size_t npages, int skewed)
+{
+	double u;
+
+	if (!skewed)
+		return (uint32_t)(rnd() % npages);
+	u = (double)(rnd() >> 11) / (double)(1ull << 53);
+	return (uint32_t)((size_t)((double)npages * u * u * u * u) * 2654435761u % npages);
+}
+
+/* Requests of GROUP random pages; one word of each page read is checked. */
+static void requests(struct bp *b, int skewed, long n)
+{
+	uint32_t pids[GROUP];
+	char *pages[GROUP];
+
+	for (long r = 0; r < n && !b->failed; r++) {
+		for (int i = 0; i < GROUP; i++)
+			pids[i] = pick(b->npages, skewed);
+		if (fix(b, pids, pages, GROUP)) {
+			b->failed = true;
+			break;
+		}
+		for (int i = 0; i < GROUP; i++)
+			b->failed |= ((uint64_t *)pages[i])[pids[i] & (b->words - 1)] != pids[i];
+		unfix(b, pids, pages, GROUP);
+	}
+}
+
+static void destroy(struct bp *b)
+{
+	if (b->arena)
+		rewire_arena_destroy(b->arena);
+	if (b->kind == PLAIN && b->db)
+		munmap(b->db, b->npages * ps);
+	if (b->kind == HASHED)
+		free(b->frames);
+	free(b->state);
+	free(b->spare);
+	free(b->holes);
+	free(b->table);
+	free(b->frame_pid);
+}
+
+static int create(struct bp *b, enum kind kind, size_t npages, size_t pool, int fd)
+{
+	struct rewire_options o;
+
+	memset(b, 0, sizeof(*b));
+	b->kind = kind;
+	b->npages = npages;
+	b->pool = pool;
+	b->words = ps / sizeof(uint64_t);
+	b->fd = fd;
+	if (kind == HASHED) {
+		size_t slots = 1;
+
+		for (b->shift = 32; slots < 2 * pool; slots *= 2)
+			b->shift--;
+		b->mask = slots - 1;
+		b->state = calloc(pool, 1);
+		b->frame_pid = calloc(pool, sizeof(*b->frame_pid));
+		b->table = malloc(slots * sizeof(*b->table));
+		b->frames = aligned_alloc(ps, pool * ps);
+		if (!b->state || !b->frame_pid || !b->table || !b->frames)
+			return -1;
+		memset(b->table, 0xff, slots * sizeof(*b->table));
+		memset(b->frames, 0, pool * ps);	/* a classic pool owns its memory */
+		return 0;
+	}
+	b->state = calloc(npages, 1);
+	if (!b->state)
+		return -1;
+	if (kind == PLAIN) {
+		b->db = mmap(NULL, npages * ps, PROT_READ | PROT_WRITE,
+			     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+		if (b->db == MAP_FAILED) {
+			b->db = NULL;
+			return -1;
+		}
+		madvise(b->db, npages * ps, MADV_NOHUGEPAGE);
+		return 0;
+	}
+	b->spare = malloc(pool * sizeof(*b->spare));
+	b->holes = malloc(pool * sizeof(*b->holes));
+	rewire_options_init(&o);
+	o.reserve = (npages + pool) * ps;
+	o.lock_budget = pool * ps;
+	if (!b->spare || !b->holes || rewire_arena_create(&o, &b->arena))
+		return -1;
+	b->db = rewire_alloc(b->arena, npages * ps, REWIRE_ALLOC_HOLES);
+	b->frames = rewire_alloc(b->arena, pool * ps, REWIRE_ALLOC_HOLES);
+	if (!b->db || !b->frames)
+		return -1;
+	for (size_t f = 0; f < pool; f++)
+		b->holes[b->nholes++] = (uint32_t)(pool - 1 - f);
+	return 0;
+}
+
+/* Pages resident now, in random order, for the hit path to read. */
+static uint32_t *hit_sequence(struct bp *b)
+{
+	uint32_t *res = malloc(b->pool * sizeof(*res)), *seq = malloc(HIT_READS * sizeof(*seq));
+	size_t n = 0;
+
+	if (!res || !seq) {
+		free(res);
+		free(seq);
+		return NULL;
+	}
+	if (b->kind == HASHED)
+		for (size_t f = 0; f < b->resident; f++)
+			res[n++] = b->frame_pid[f];
+	else
+		for (uint32_t p = 0; p < b->npages && n < b->pool; p++)
+			if (b->state[p] & RESIDENT)
+				res[n++] = p;
+	for (size_t i = 0; i < HIT_READS; i++)
+		seq[i] = res[rnd() % n];
+	free(res);
+	return seq;
+}
+
+enum how { DIRECT, VMCACHE, HASH_TABLE };
+
+/* What a hit path needs, copied by value into the loops so that a store
+ * through the uint8_t state pointer cannot make them reload it. */
+struct hitctx {
+	const uint32_t *seq;
+	uint8_t *state;
+	char *db, *frames;
+	const struct slot *table;
+	size_t mask, hmask, page;
+	int shift;
+};
+
+#define ALWAYS_INLINE inline __attribute__((always_inline))
+
+static ALWAYS_INLINE char *hit_find(struct hitctx c, enum how how, uint32_t pid)
+{
+	if (how == DIRECT)
+		return c.db + pid * c.page;
+	if (how == VMCACHE) {
+		uint8_t s = c.state[pid];
+
+		if (!(s & RESIDENT))
+			return NULL;
+		if (!(s & REF))
+			c.state[pid] = s | REF;
+		return c.db + pid * c.page;
+	}
+	for (size_t h = (uint32_t)(pid * 2654435761u) >> c.shift;; h = (h + 1) & c.hmask) {
+		if (c.table[h].pid == pid) {
+			uint32_t f = c.table[h].frame;
+
+			if (!(c.state[f] & REF))
+				c.state[f] |= REF;
+			return c.frames + f * c.page;
+		}
+		if (c.table[h].pid == EMPTY)
+			return NULL;
+	}
+}
+
+/* Independent reads of seq's pages, or chained ones, where the page read
+ * next depends on the word just read, as in an index traversal. Each takes
+ * one word of its page. */
+static ALWAYS_INLINE uint64_t hit_loop(struct hitctx c, enum how how, bool chained)
+{
+	uint64_t sum = 0;
+
+	for (size_t i = 0, j = 0; i < HIT_READS; i++) {
+		char *p = hit_find(c, how, c.seq[chained ? j : i]);
+		uint64_t w;
+
+		if (!p)
+			return 0;
+		w = ((uint64_t *)p)[(i * 67) & c.mask];
+		sum += w;
+		if (chained)
+			j = (i + w) & (CHAIN - 1);
+	}
+	return sum;
+}
+
+/* ns per read of a resident page through the manager's hit path, or (for
+ * DIRECT) straight at db + p * ps. */
+static double hits(struct bp *b, const uint32_t *seq, enum how how, bool chained)
+{
+	struct hitctx c = { seq, b->state, b->db, b->frames, b->table, b->words - 1, b->mask, ps,
+			    b->shift };
+	uint64_t sum, want = 0;
+	double t = now_ns();
+
+	if (how == DIRECT)
+		sum = chained ? hit_loop(c, DIRECT, true) : hit_loop(c, DIRECT, false);
+	else if (how == VMCACHE)
+		sum = chained ? hit_loop(c, VMCACHE, true) : hit_loop(c, VMCACHE, false);
+	else
+		sum = chained ? hit_loop(c, HASH_TABLE, true) : hit_loop(c, HASH_TABLE, false);
+	t = now_ns() - t;
+	/* Every word of page p is p. */
+	for (size_t i = 0, j = 0; i < HIT_READS; i++) {
+		uint32_t pid = seq[chained ? j : i];
+
+		want += pid;
+		j = (i + pid) & (CHAIN - 1);
+	}
+	b->failed |= sum != want;
+	return t / HIT_READS;
+}
+
+struct figures {
+	double access_rate, load_rate, miss_ns;
+	double hit_ns[2], direct_ns[2];		/* independent reads, chained reads */
+	bool ok, ran;
+};
+
+static void measure(enum kind kind, int skewed, size_t npages, size_t pool, int fd, long n,
+		    struct figures *fig)
+{
+	double acc[32], ld[32], miss[32], hit[2][32], direct[2][32];
+	uint32_t *seq;
+	struct bp b;
+	int hreps;
+
+	memset(fig, 0, sizeof(*fig));
+	if (create(&b, kind, npages, pool, fd)) {
+		destroy(&b);
+		return;
+	}
+	fig->ran = true;
+	/* Warm up: fill the pool, then let the clock settle. */
+	requests(&b, skewed, (long)(4 * pool / GROUP));
+	for (int r = 0; r < reps && !b.failed; r++) {
+		double t;
+
+		progress("bufferpool: %s, %s, run %d of %d", pattern_names[skewed], kind_names[kind],
+			 r + 1, reps);
+		b.loads = b.evictions = b.batches = 0;
+		b.miss_ns = 0;
+		t = now_ns();
+		requests(&b, skewed, n);
+		t = (now_ns() - t) / 1e9;
+		acc[r] = (double)n * GROUP / t;
+		ld[r] = (double)b.loads / t;
+		miss[r] = b.loads ? b.miss_ns / (double)b.loads : 0;
+	}
+	/* The hit path is cheap to measure, and noisier: three times the runs. */
+	hreps = 3 * reps < 31 ? 3 * reps : 31;
+	seq = hit_sequence(&b);
+	for (int r = 0; r < hreps && seq; r++) {
+		for (int c = 0; c < 2; c++) {
+			hit[c][r] = hits(&b, seq, kind == HASHED ? HASH_TABLE : VMCACHE, c);
+			direct[c][r] = kind == HASHED ? 0 : hits(&b, seq, DIRECT, c);
+		}
+	}
+	progress_done();
+	fig->ok = !b.failed && seq;
+	if (fig->ok) {
+		fig->access_rate = median(acc, reps);
+		fig->load_rate = median(ld, reps);
+		fig->miss_ns = median(miss, reps);
+		for (int c = 0; c < 2; c++) {
+			fig->hit_ns[c] = median(hit[c], hreps);
+			fig->direct_ns[c] = median(direct[c], hreps);
+		}
+	}
+	free(seq);
+	destroy(&b);
+}
+
+/* The data set: page p holds p in every word. */
+static int data_set(size_t npages)
+{
+	uint64_t *chunk = malloc(64 * ps);
+	int fd = memfd_create("rewire-bench-bufferpool", MFD_CLOEXEC);
+
+	for (size_t p = 0; fd >= 0 && chunk && p < npages; p += 64) {
+		size_t n = npages - p < 64 ? npages - p : 64;
+
+		for (size_t i = 0; i < n * ps / sizeof(*chunk); i++)
+			chunk[i] = p + i / (ps / sizeof(*chunk));
+		if (pwrite(fd, chunk, n * ps, (off_t)(p * ps)) != (ssize_t)(n * ps)) {
+			close(fd);
+			fd = -1;
+		}
+	}
+	free(chunk);
+	return fd;
+}
+
+void bench_bufferpool(void)
+{
+	size_t pool = quick ? 2048 : 8192, npages = 10 * pool;
+	long n = quick ? 8000 : 30000;
+	struct figures f[2][NKINDS];
+	struct rewire_arena *a;
+	struct rewire_options o;
+	char backend[32] = "?";
+	int fd = data_set(npages);
+
+	rewire_options_init(&o);
+	o.reserve = 16 * ps;
+	if (!rewire_arena_create(&o, &a)) {
+		snprintf(backend, sizeof(backend), "%s", rewire_backend_name(a));
+		rewire_arena_destroy(a);
+	}
+	printf("\nbufferpool: requests of %d random pages over %zu pages (%zu MiB in a memfd), "
+	       "a pool of %zu;\n%ld requests a run, one thread; rewire on %s\n", GROUP, npages,
+	       npages * ps >> 20, pool, n, backend);
+	if (fd < 0) {
+		printf("  no memfd for the data set: %s\n", strerror(errno));
+		bench_failed = true;
+		return;
+	}
+	printf("  %-8s %-24s %11s %11s %9s %7s %7s %s\n", "pattern", "buffer manager", "accesses/s",
+	       "page-ins/s", "ns/evict", "hit ns", "chained", "");
+	printf("  %-8s %-24s %11s %11s %9s %7s %7s\n", "", "", "", "", "+load", "", "hit ns");
+	for (int s = 0; s < 2; s++) {
+		for (int k = 0; k < NKINDS; k++) {
+			struct figures *x = &f[s][k];
+			char name[96];
+
+			measure((enum kind)k, s, npages, pool, fd, n, x);
+			if (!x->ran) {
+				printf("  %-8s %-24s not available here\n", pattern_names[s],
+				       kind_names[k]);
+				continue;
+			}
+			bench_failed |= !x->ok;
+			printf("  %-8s %-24s %11.0f %11.0f %9.0f %7.2f %7.2f %s\n", pattern_names[s],
+			       kind_names[k], x->access_rate, x->load_rate, x->miss_ns, x->hit_ns[0],
+			       x->hit_ns[1], x->ok ? "" : "FAILED OR WRONG DATA");
+			snprintf(name, sizeof(name), "%s, %s", pattern_names[s], kind_names[k]);
+			record("bufferpool", name, "accesses_per_s", x->access_rate);
+			record("bufferpool", name, "pageins_per_s", x->load_rate);
+			record("bufferpool", name, "ns_per_evict_load", x->miss_ns);
+			record("bufferpool", name, "hit_ns", x->hit_ns[0]);
+			record("bufferpool", name, "chained_hit_ns", x->hit_ns[1]);
+		}
+		if (f[s][REWIRE].ok) {
+			char name[64];
+
+			printf("  %-8s %-24s %11s %11s %9s %7.2f %7.2f\n", pattern_names[s],
+			       "plain memory access", "", "", "", f[s][REWIRE].direct_ns[0],
+			       f[s][REWIRE].direct_ns[1]);
+			snprintf(name, sizeof(name), "%s, plain memory access", pattern_names[s]);
+			record("bufferpool", name, "hit_ns", f[s][REWIRE].direct_ns[0]);
+			record("bufferpool", name, "chained_hit_ns", f[s][REWIRE].direct_ns[1]);
+		}
+	}
+	close(fd);
+	printf("  goals\n");
+	for (int s = 0; s < 2; s++) {
+		const struct figures *r = &f[s][REWIRE], *p = &f[s][PLAIN];
+		char what[96];
+		double x = r->ok && p->ok && r->miss_ns ? p->miss_ns / r->miss_ns : 0;
+
+		snprintf(what, sizeof(what), "%s: evict+load, plain (MADV_DONTNEED+fault) / rewire",
+			 pattern_names[s]);
+		goal(what, x, ">= 1.4", x >= 1.4);
+	}
+	for (int c = 0; c < 2; c++) {
+		const struct figures *r = &f[0][REWIRE], *h = &f[0][HASHED];
+		char what[96];
+		double x = r->ok && r->direct_ns[c] ? r->hit_ns[c] / r->direct_ns[c] : 0;
+
+		snprintf(what, sizeof(what), "%s hits: rewire / plain memory access",
+			 c ? "chained" : "independent");
+		goal(what, x, "<= 1.1", x > 0 && x <= 1.1);
+		x = r->ok && h->ok && r->hit_ns[c] ? h->hit_ns[c] / r->hit_ns[c] : 0;
+		snprintf(what, sizeof(what), "%s hits: hash-table pool / rewire",
+			 c ? "chained" : "independent");
+		goal(what, x, ">= 1.5", x >= 1.5);
+	}
+}
