@@ -26,6 +26,12 @@
  * The folio lock ranks above the anon_vma lock, hence trylock (-EAGAIN).
  * Nothing is allocated under the anon_vma lock: reclaim walks anon_vmas.
  *
+ * The mmap lock is held for writing because faults in the arena's own VMA
+ * must wait: only its VMA write lock keeps per-VMA-lock faults out, and
+ * only the mmap write lock may take that. Since 6.4 faults in other VMAs
+ * take their own VMA's lock and do not wait; mmap, munmap and (before 7.x)
+ * madvise do, so a batch lets them in between two ops (rw_run()).
+ *
  * See rewire(4).
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
@@ -597,33 +603,15 @@ static int rw_check_vma(struct vm_area_struct *vma, unsigned long start,
 }
 
 /*
- * Apply ops in order until one fails; *done counts those applied. Page
- * tables are made first, for all ops, before the anon_vma lock is taken;
- * an op whose tables cannot be made stops the batch just before it.
+ * Make the page tables of ops from on, so that nothing needs allocating
+ * once the anon_vma lock is held; tables_ok says how many ops have them,
+ * tables_err why the next has none.
  */
-static int rw_run(struct rewire_file *rf, struct rw_batch *b, u32 *done)
+static void rw_ensure_ops_tables(struct rw_batch *b, u32 from)
 {
-	struct anon_vma *anon_vma;
 	u32 k;
-	int ret;
 
-	ret = mmap_write_lock_killable(b->mm);
-	if (ret)
-		return ret;
-	b->vma = find_vma(b->mm, rf->start);
-	ret = rw_check_vma(b->vma, rf->start, rf->end);
-	/*
-	 * Secondary MMUs would keep stale translations: no notifier calls.
-	 * Once any notifier was registered this stays true until the mm dies.
-	 */
-	if (!ret && mm_has_notifiers(b->mm))
-		ret = -EBUSY;
-	if (ret)
-		goto out;
-	/* From here no page fault runs in the VMA, per-VMA-lock ones included. */
-	rw_vma_start_write(b->vma);
-
-	for (k = 0; k < b->nops; k++) {
+	for (k = from; k < b->nops; k++) {
 		const struct rewire_dev_op *op = &b->ops[k];
 
 		b->tables_err = rw_ensure_tables(b->mm, op->dst, op->npages);
@@ -636,22 +624,98 @@ static int rw_run(struct rewire_file *rf, struct rw_batch *b, u32 *done)
 			break;
 	}
 	b->tables_ok = k;
+}
 
-	anon_vma = b->vma->anon_vma;
+/*
+ * Take the batch's locks, for ops from on: the mmap lock for writing, the
+ * attached VMA's write lock, checked as attach checked it, and its
+ * anon_vma's lock, with the page tables made in between. Returns with all
+ * of them held, or with none and an error.
+ */
+static int rw_lock_batch(struct rewire_file *rf, struct rw_batch *b,
+			 struct anon_vma **anon_vma, u32 from)
+{
+	int ret;
+
+	ret = mmap_write_lock_killable(b->mm);
+	if (ret)
+		return ret;
+	/* After a yield, another VMA may be there, or none. */
+	b->vma = find_vma(b->mm, rf->start);
+	ret = rw_check_vma(b->vma, rf->start, rf->end);
+	/*
+	 * Secondary MMUs would keep stale translations: no notifier calls.
+	 * Once any notifier was registered this stays true until the mm dies.
+	 */
+	if (!ret && mm_has_notifiers(b->mm))
+		ret = -EBUSY;
+	if (ret) {
+		mmap_write_unlock(b->mm);
+		return ret;
+	}
+	/* From here no page fault runs in the VMA, per-VMA-lock ones included. */
+	rw_vma_start_write(b->vma);
+	/* Tables may have gone meanwhile: munmap, or 7.x's PT_RECLAIM. */
+	rw_ensure_ops_tables(b, from);
+	*anon_vma = b->vma->anon_vma;
+	if (*anon_vma)
+		rw_anon_vma_lock_write(*anon_vma);
+	return 0;
+}
+
+/*
+ * Flush what moved from every TLB, then let go of the locks. The flush
+ * comes first: once the mmap lock is released, munmap, madvise and KSM may
+ * act on the moved pages, and the anon_vma lock keeps rmap walks away from
+ * them until no CPU knows their old addresses.
+ */
+static void rw_unlock_batch(struct rw_batch *b, struct anon_vma *anon_vma)
+{
+	rw_flush(b);
 	if (anon_vma)
-		rw_anon_vma_lock_write(anon_vma);
+		rw_anon_vma_unlock_write(anon_vma);
+	mmap_write_unlock(b->mm);
+}
+
+/*
+ * Apply ops in order until one fails; *done counts those applied. An op
+ * whose tables cannot be made stops the batch just before it.
+ *
+ * Between two ops every page is at one address. There, when another task
+ * waits for the mmap lock (a fault in this VMA, mmap, munmap, madvise on
+ * older kernels), or this one should give up the CPU, the batch flushes
+ * what moved, drops every lock, and takes them again, checking the VMA
+ * afresh: one shootdown per batch when no one waits, else one per stretch.
+ */
+static int rw_run(struct rewire_file *rf, struct rw_batch *b, u32 *done)
+{
+	struct anon_vma *anon_vma;
+	u32 k;
+	int ret;
 
 	b->lo = ULONG_MAX;
 	b->hi = 0;
+	ret = rw_lock_batch(rf, b, &anon_vma, 0);
+	if (ret)
+		return ret;
+
 	for (k = 0; k < b->tables_ok; k++) {
 		/*
-		 * Between operations every page is at one address: a kill ends
-		 * the batch here, reported like any other error, and what moved
-		 * is flushed below.
+		 * A kill ends the batch here, reported like any other error,
+		 * and what moved is flushed below.
 		 */
-		if (rw_yield()) {
+		if (fatal_signal_pending(current)) {
 			ret = -EINTR;
 			break;
+		}
+		if (mmap_lock_is_contended(b->mm) || need_resched()) {
+			rw_unlock_batch(b, anon_vma);
+			cond_resched();
+			ret = rw_lock_batch(rf, b, &anon_vma, k);
+			if (ret)
+				return ret;
+			if (k == b->tables_ok)
+				break;
 		}
 		ret = rw_apply_op(b, &b->ops[k], b->perms[k]);
 		if (ret)
@@ -660,13 +724,8 @@ static int rw_run(struct rewire_file *rf, struct rw_batch *b, u32 *done)
 	}
 	if (!ret)
 		ret = b->tables_err;
-	/* The one shootdown of the batch. */
-	rw_flush(b);
-
-	if (anon_vma)
-		rw_anon_vma_unlock_write(anon_vma);
-out:
-	mmap_write_unlock(b->mm);
+	/* The batch's shootdown, or the last stretch's. */
+	rw_unlock_batch(b, anon_vma);
 	return ret;
 }
 

@@ -448,6 +448,149 @@ static void kill_test(void)
 	munmap(p, 2 * KILL_PAIRS * page_size);
 }
 
+/*
+ * Lock hold time: a batch that another thread waits behind (for the mmap
+ * lock) flushes what moved, lets it in, and goes on after checking the
+ * mapping again. With an mmap/munmap loop beside it, the batch completes
+ * as usual; a munlock of the arena lands between two ops and stops the
+ * batch there with EINVAL, done and pages exact. Without the yield, the
+ * munlock would wait for the whole batch, which would then complete.
+ */
+enum { YIELD_RUN = 512, YIELD_OPS = 64 };
+static struct {
+	char *p;
+	atomic_int calling, stop;
+	long delay;
+	long pairs, worst_us;
+} yield_state;
+
+static long now_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000000L + ts.tv_nsec / 1000;
+}
+
+static void *yield_mapper(void *arg __attribute__((unused)))
+{
+	while (!atomic_load(&yield_state.stop)) {
+		long t0 = now_us(), t;
+		char *q = mmap(NULL, 16 * page_size, PROT_READ | PROT_WRITE,
+			       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+		if (q == MAP_FAILED)
+			bail("mmap: %s", strerror(errno));
+		q[0] = 1;
+		munmap(q, 16 * page_size);
+		t = now_us() - t0;
+		if (atomic_load(&yield_state.calling)) {
+			yield_state.pairs++;
+			if (t > yield_state.worst_us)
+				yield_state.worst_us = t;
+		}
+	}
+	return NULL;
+}
+
+static void *yield_unlocker(void *arg __attribute__((unused)))
+{
+	while (!atomic_load(&yield_state.calling))
+		sched_yield();
+	usleep((useconds_t)yield_state.delay);
+	if (unlock_range(yield_state.p, 2 * YIELD_RUN * page_size))
+		bail("munlock: %s", strerror(errno));
+	return NULL;
+}
+
+static void yield_test(void)
+{
+	int fd = dev_open(), bad = 0, tries, ret = 0;
+	char *p = map_pages(2 * YIELD_RUN, 2000, true);
+	struct rewire_dev_op ops[YIELD_OPS];
+	uint64_t model[2 * YIELD_RUN];
+	struct rewire_dev_batch b;
+	uint32_t done = 0, midway = 0;
+	long t0, took;
+	pthread_t th;
+
+	for (size_t i = 0; i < 2 * YIELD_RUN; i++)
+		model[i] = 2000 + i;
+	is_int(0, attach(fd, p, 2 * YIELD_RUN * page_size), "attach %d pages", 2 * YIELD_RUN);
+	for (size_t k = 0; k < YIELD_OPS; k++)
+		ops[k] = op_of(REWIRE_DEV_SWAP, p, p + YIELD_RUN * page_size, YIELD_RUN, NULL);
+	yield_state.p = p;
+
+	/* Another thread maps and unmaps meanwhile: the batch completes. */
+	atomic_store(&yield_state.stop, 0);
+	atomic_store(&yield_state.calling, 0);
+	pthread_create(&th, NULL, yield_mapper, NULL);
+	for (tries = 0; tries < 100; tries++) {
+		b = (struct rewire_dev_batch){ .ops = (uintptr_t)ops, .nops = YIELD_OPS };
+		atomic_store(&yield_state.calling, 1);
+		t0 = now_us();
+		ret = ioctl(fd, REWIRE_IOC_BATCH, &b) ? -errno : 0;
+		took = now_us() - t0;
+		atomic_store(&yield_state.calling, 0);
+		for (uint32_t k = 0; k < b.done; k++)
+			model_apply(model, &ops[k], p);
+		if (ret != -EAGAIN)
+			break;
+	}
+	atomic_store(&yield_state.stop, 1);
+	pthread_join(th, NULL);
+	ok(ret == 0 && b.done == YIELD_OPS && b.pages == 2ULL * YIELD_RUN * YIELD_OPS,
+	   "a batch with mmap and munmap beside it completes: %s, done %u, %llu entries",
+	   strerror(-ret), b.done, (unsigned long long)b.pages);
+	ok(check_pages(p, model, 2 * YIELD_RUN), "and every page is where its ops put it");
+	diag("yield: a batch of %d swaps of %d pages took %ld us; meanwhile %ld mmap+munmap, the slowest %ld us",
+	     YIELD_OPS, YIELD_RUN, took, yield_state.pairs, yield_state.worst_us);
+
+	/* munlock of the arena between two ops: EINVAL there. */
+	yield_state.delay = 1000;
+	for (tries = 0; tries < 60 && !midway && !bad; tries++) {
+		atomic_store(&yield_state.calling, 0);
+		pthread_create(&th, NULL, yield_unlocker, NULL);
+		b = (struct rewire_dev_batch){ .ops = (uintptr_t)ops, .nops = YIELD_OPS,
+					       .done = UINT32_MAX, .pages = UINT64_MAX };
+		atomic_store(&yield_state.calling, 1);
+		ret = ioctl(fd, REWIRE_IOC_BATCH, &b) ? -errno : 0;
+		pthread_join(th, NULL);
+		if (lock_range(p, 2 * YIELD_RUN * page_size))
+			bail("mlock: %s", strerror(errno));
+		done = b.done;
+		if (done == UINT32_MAX || done > YIELD_OPS ||
+		    b.pages != 2ULL * YIELD_RUN * done ||
+		    (ret && ret != -EINVAL && ret != -EAGAIN) || (!ret && done != YIELD_OPS)) {
+			diag("try %d: %s, done %u, %llu entries moved", tries, strerror(-ret), done,
+			     (unsigned long long)b.pages);
+			bad++;
+			break;
+		}
+		for (uint32_t k = 0; k < done; k++)
+			model_apply(model, &ops[k], p);
+		if (!check_pages(p, model, 2 * YIELD_RUN)) {
+			diag("try %d: the pages are not where %u ops put them", tries, done);
+			bad++;
+		}
+		if (ret == -EAGAIN)
+			continue;
+		if (done == YIELD_OPS)
+			yield_state.delay /= 2;
+		else if (done == 0)
+			yield_state.delay = yield_state.delay * 3 / 2 + 1;
+		else if (ret == -EINVAL)
+			midway = done;
+	}
+	diag("munlock: %d tries, the last after %ld us, done %u of %d", tries, yield_state.delay,
+	     done, YIELD_OPS);
+	is_int(0, bad, "a batch the arena's munlock stopped reports exactly the ops it applied");
+	ok(midway > 0, "munlock waits for one op, not the batch: EINVAL after %u of %d", midway,
+	   YIELD_OPS);
+	close(fd);
+	munmap(p, 2 * YIELD_RUN * page_size);
+}
+
 /* An address in the smaps entry of p: is any of it THP-mapped? */
 static long smaps_kb(const void *p, const char *field)
 {
@@ -534,6 +677,7 @@ static void refusals(void)
 	is_int(-EINVAL, attach(fd, p, 4 * page_size), "a private file mapping: EINVAL");
 	munmap(p, 4 * page_size);
 	close(st);
+
 
 	write_file("/proc/sys/vm/nr_hugepages", "2");
 	h = mmap(NULL, 2 << 20, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB, -1, 0);
@@ -1250,6 +1394,7 @@ int main(void)
 	bounds();
 	progress();
 	kill_test();
+	yield_test();
 	refusals();
 	swapcache_test();
 	if (!notifier_test())
