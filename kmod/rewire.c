@@ -592,7 +592,12 @@ static int rw_check_vma(struct vm_area_struct *vma, unsigned long start,
 #endif
 	if (!vma || vma->vm_start > start || vma->vm_end < end)
 		return -EFAULT;
-	if (!vma_is_anonymous(vma) || is_vm_hugetlb_page(vma) ||
+	/*
+	 * A private mapping of /dev/zero is anonymous to the kernel but keeps
+	 * its file, and its page offsets need not be an anonymous mapping's:
+	 * 7.3 keeps the two apart (linear_anon_page_index()). Refused.
+	 */
+	if (!vma_is_anonymous(vma) || vma->vm_file || is_vm_hugetlb_page(vma) ||
 	    (vma->vm_flags & refused) || !(vma->vm_flags & VM_WRITE) ||
 	    !(vma->vm_flags & VM_LOCKED) || userfaultfd_armed(vma))
 		return -EINVAL;

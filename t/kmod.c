@@ -678,6 +678,34 @@ static void refusals(void)
 	munmap(p, 4 * page_size);
 	close(st);
 
+	/*
+	 * A private mapping of /dev/zero is anonymous to the kernel, but has
+	 * a file: refused at attach, and at a batch once it replaced the
+	 * attached mapping.
+	 */
+	st = open("/dev/zero", O_RDWR | O_CLOEXEC);
+	if (st < 0)
+		bail("/dev/zero: %s", strerror(errno));
+	p = mmap(NULL, 4 * page_size, PROT_READ | PROT_WRITE, MAP_PRIVATE, st, 0);
+	if (p == MAP_FAILED || lock_range(p, 4 * page_size))
+		bail("/dev/zero mapping: %s", strerror(errno));
+	is_int(-EINVAL, attach(fd, p, 4 * page_size), "a private mapping of /dev/zero: EINVAL");
+	munmap(p, 4 * page_size);
+	{
+		int fd2 = dev_open();
+		char *q = map_pages(4, 310, true);
+
+		is_int(0, attach(fd2, q, 4 * page_size), "attach anonymous memory");
+		p = mmap(q, 4 * page_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_FIXED, st, 0);
+		if (p != q || lock_range(p, 4 * page_size))
+			bail("/dev/zero over the arena: %s", strerror(errno));
+		p[0] = 1;
+		is_int(-EINVAL, one(fd2, REWIRE_DEV_SWAP, q, q + page_size, 1, NULL),
+		       "the arena replaced by a /dev/zero mapping: a batch fails with EINVAL");
+		close(fd2);
+		munmap(q, 4 * page_size);
+	}
+	close(st);
 
 	write_file("/proc/sys/vm/nr_hugepages", "2");
 	h = mmap(NULL, 2 << 20, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB, -1, 0);
