@@ -141,6 +141,45 @@ static void rw_flush_tlb_zap(struct vm_area_struct *vma)
 	dec_tlb_flush_pending(mm);
 }
 
+#ifdef REWIRE_TEST_HOOKS
+/*
+ * break_for_test=3 only: a shootdown that leaves the mm's TLB generation
+ * alone. Each CPU of the mm's cpumask that has the mm loaded now flushes
+ * its whole TLB; one that switched to another process keeps its entries,
+ * and, the generation unchanged, uses them again when it switches back
+ * (on hardware with PCID; QEMU's TCG flushes on every CR3 load).
+ */
+static void rw_flush_all_local(void *mm)
+{
+#ifdef EXPORT_SYMBOL_FOR_KVM
+	unsigned long cr4;
+#endif
+
+	if (current->active_mm != mm)
+		return;
+#ifdef EXPORT_SYMBOL_FOR_KVM
+	/*
+	 * 7.x exports __flush_tlb_all() to KVM alone: do as
+	 * native_flush_tlb_global() does, INVPCID or CR4.PGE toggled.
+	 */
+	if (boot_cpu_has(X86_FEATURE_INVPCID)) {
+		invpcid_flush_all();
+		return;
+	}
+	cr4 = native_read_cr4();
+	asm volatile("mov %0, %%cr4" : : "r" (cr4 ^ X86_CR4_PGE) : "memory");
+	asm volatile("mov %0, %%cr4" : : "r" (cr4) : "memory");
+#else
+	__flush_tlb_all();
+#endif
+}
+
+static void rw_flush_tlb_no_gen(struct mm_struct *mm)
+{
+	on_each_cpu_mask(mm_cpumask(mm), rw_flush_all_local, mm, true);
+}
+#endif
+
 /*
  * No CPU may keep a translation of [start, end) of vma's mm once this
  * returns, nor find one when it switches back to the mm later. Called with

@@ -61,12 +61,14 @@
 #ifdef REWIRE_TEST_HOOKS
 /*
  * Only in the build for the test suite's negative controls (kmod/build.sh
- * --test-hooks): 1 skips the TLB flush, 2 the rmap index update. Either
- * breaks the module, and the tests must notice.
+ * --test-hooks): 1 skips the TLB flush, 2 the rmap index update, 3 the
+ * advance of the mm's TLB generation. Each breaks the module, and the
+ * tests must notice (3 only on hardware with PCID, not under QEMU's TCG).
  */
 static unsigned int break_for_test;
 module_param(break_for_test, uint, 0444);
-MODULE_PARM_DESC(break_for_test, "tests only: 1 skip TLB flush, 2 skip index update");
+MODULE_PARM_DESC(break_for_test,
+		 "tests only: 1 skip TLB flush, 2 skip index update, 3 skip TLB generation");
 #endif
 
 struct rewire_file {
@@ -459,7 +461,11 @@ static void rw_flush(struct rw_batch *b)
 {
 	if (b->lo >= b->hi)
 		return;
-	if (break_for_test != 1)
+#ifdef REWIRE_TEST_HOOKS
+	if (break_for_test == 3)
+		rw_flush_tlb_no_gen(b->mm);
+	else if (break_for_test != 1)
+#endif
 		rw_flush_tlb(b->vma, b->lo, b->hi);
 	b->lo = ULONG_MAX;
 	b->hi = 0;

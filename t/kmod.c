@@ -3,9 +3,11 @@
  * errno, the bounds, exact progress, TLB coherence with threads on other
  * CPUs, the reverse mapping after moves (NUMA migration of every page), and
  * a fuzz of malformed calls. It runs where the module is loaded: inside the
- * VMs of t/vm.sh. REWIRE_KMOD_BROKEN=1 or 2 says the module was loaded with
- * break_for_test=1 (no TLB flush) or 2 (no rmap update): then only the test
- * that must notice runs, and passes when it does notice, after the
+ * VMs of t/vm.sh. REWIRE_KMOD_BROKEN=1, 2 or 3 says the module was loaded
+ * with break_for_test=1 (no TLB flush), 2 (no rmap update) or 3 (no TLB
+ * generation advance): then only the test that must notice runs, and
+ * passes when it does notice (3 only on real hardware with PCID: it skips
+ * under QEMU's TCG, which flushes on every switch of process), after the
  * mmu-notifier refusal, which needs that build's test hooks (also alone:
  * REWIRE_KMOD_ONLY=notifier with rewire-test.ko loaded).
  */
@@ -1125,13 +1127,34 @@ static void *tlb_reader(void *arg)
 	}
 }
 
-static int tlb_test(int rounds)
+/*
+ * With away set, each reader's CPU runs another process, spinning, pinned
+ * there, whenever the reader waits: so while a batch runs, those CPUs have
+ * another mm loaded, and switch back to this one after it. Only the mm's
+ * TLB generation, which the kernel's flush advances, then tells them to
+ * drop what they cached under its PCID (break_for_test=3 leaves it alone).
+ * Under QEMU's TCG every CR3 load flushes, so there this cannot fail.
+ */
+static int tlb_test_(int rounds, bool away)
 {
 	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
 	int nthreads = ncpu > 1 ? (int)ncpu - 1 : 1, fd = dev_open(), errors = 0, ret;
+	pid_t spinner[64];
 	pthread_t th[64];
 	cpu_set_t set;
 
+	for (int t = 0; away && t < nthreads && t < 64; t++) {
+		spinner[t] = fork();
+		if (spinner[t] < 0)
+			bail("fork: %s", strerror(errno));
+		if (!spinner[t]) {
+			CPU_ZERO(&set);
+			CPU_SET(t + 1, &set);
+			sched_setaffinity(0, sizeof(set), &set);
+			for (;;)
+				;
+		}
+	}
 	CPU_ZERO(&set);
 	CPU_SET(0, &set);
 	sched_setaffinity(0, sizeof(set), &set);
@@ -1161,11 +1184,65 @@ static int tlb_test(int rounds)
 	pthread_barrier_wait(&tlb_bar);
 	for (int t = 0; t < nthreads && t < 64; t++)
 		pthread_join(th[t], NULL);
-	diag("TLB: %d rounds, %d reader threads on %ld CPUs: %d stale reads, %d misplaced writes",
-	     rounds, nthreads, ncpu, atomic_load(&tlb_bad), errors);
+	for (int t = 0; away && t < nthreads && t < 64; t++) {
+		kill(spinner[t], SIGKILL);
+		waitpid(spinner[t], NULL, 0);
+	}
+	diag("TLB%s: %d rounds, %d reader threads on %ld CPUs: %d stale reads, %d misplaced writes",
+	     away ? ", readers' CPUs running another process meanwhile" : "", rounds, nthreads,
+	     ncpu, atomic_load(&tlb_bad), errors);
+	errors += atomic_load(&tlb_bad);
+	atomic_store(&tlb_bad, 0);
+	atomic_store(&tlb_stop, 0);
 	close(fd);
 	munmap(tlb_base, TLB_PAGES * page_size);
-	return atomic_load(&tlb_bad) + errors;
+	return errors;
+}
+
+static int tlb_test(int rounds)
+{
+	return tlb_test_(rounds, false);
+}
+
+/*
+ * Can a missing TLB generation advance show here? Only with PCID, which
+ * keeps a process's entries across a switch, and not under QEMU's TCG,
+ * which flushes on every CR3 load whatever the CPU model says. NULL if it
+ * can, else why not.
+ */
+static const char *tlb_gen_untestable(void)
+{
+	static char why[128];
+	char line[4096];
+	bool pcid = false, tcg = false;
+	FILE *f = fopen("/proc/cpuinfo", "r");
+
+	while (f && fgets(line, sizeof(line), f)) {
+		if (!strncmp(line, "model name", 10) && strstr(line, "TCG"))
+			tcg = true;
+		if (!strncmp(line, "flags", 5) && strstr(line, " pcid"))
+			pcid = true;
+	}
+	if (f)
+		fclose(f);
+	if (tcg)
+		snprintf(why, sizeof(why), "QEMU's TCG flushes the TLB on every switch of process");
+	else if (!pcid)
+		snprintf(why, sizeof(why), "no PCID: the TLB is flushed on every switch of process");
+	else
+		return NULL;
+	return why;
+}
+
+/* The TLB test with the readers' CPUs switching to another process and back. */
+static int tlb_switch_test(int rounds)
+{
+	const char *why = tlb_gen_untestable();
+
+	if (why)
+		diag("TLB generation: %s, so this test passes here either way: it needs real hardware with PCID",
+		     why);
+	return tlb_test_(rounds, true);
 }
 
 /* move_pages(2) of this process: with nodes NULL, where each page is. */
@@ -1405,6 +1482,16 @@ int main(void)
 		ok(tlb_test(100) > 0, "negative control: without its TLB flush, the module is caught");
 		return done_testing();
 	}
+	if (broken && !strcmp(broken, "3")) {
+		const char *why = tlb_gen_untestable();
+		int stale = tlb_switch_test(100);
+
+		if (why)
+			ok(1, "# SKIP %s (%d stale): the negative control needs real hardware", why, stale);
+		else
+			ok(stale > 0, "negative control: without its TLB generation advance, the module is caught");
+		return done_testing();
+	}
 	if (broken && !strcmp(broken, "2")) {
 		if (node_count() < 2) {
 			ok(1, "# SKIP one NUMA node: no migration to test");
@@ -1416,6 +1503,8 @@ int main(void)
 
 	if (only && !strcmp(only, "tlb")) {
 		is_int(0, tlb_test(400), "no CPU saw a stale translation after a batch returned");
+		is_int(0, tlb_switch_test(100),
+		       "nor one that ran another process meanwhile and switched back");
 		return done_testing();
 	}
 	interface();
@@ -1428,6 +1517,7 @@ int main(void)
 	if (!notifier_test())
 		ok(1, "# SKIP rewire.ko has no test hooks: the mmu-notifier refusal is tested with rewire-test.ko");
 	is_int(0, tlb_test(200), "no CPU saw a stale translation after a batch returned");
+	is_int(0, tlb_switch_test(100), "nor one that ran another process meanwhile and switched back");
 	if (node_count() >= 2) {
 		is_int(0, (long long)migrate_test(), "every moved page migrated to the other node");
 		migrate_race();
