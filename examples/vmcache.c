@@ -10,6 +10,7 @@
  * populated. The loaded pages are then pread(2) from the file, and every
  * page read is checked against what the file holds.
  */
+#include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -195,6 +196,7 @@ static void unfix(struct bm *bm, const uint32_t *pids, size_t n)
 static int bm_open(struct bm *bm, enum mode mode, int fd)
 {
 	struct rewire_options opts;
+	int ret;
 
 	memset(bm, 0, sizeof(*bm));
 	bm->mode = mode;
@@ -203,7 +205,14 @@ static int bm_open(struct bm *bm, enum mode mode, int fd)
 	rewire_options_init(&opts);
 	opts.reserve = (NPAGES + POOL) * bm->ps;
 	opts.lock_budget = POOL * bm->ps;
-	if (rewire_arena_create(&opts, &bm->arena))
+	ret = rewire_arena_create(&opts, &bm->arena);
+	if (ret == -ENOMEM || ret == -EPERM) {
+		/* RLIMIT_MEMLOCK is below the reserve: lock nothing, and let
+		 * the budget alone bound the pool. */
+		opts.flags |= REWIRE_UNLOCKED;
+		ret = rewire_arena_create(&opts, &bm->arena);
+	}
+	if (ret)
 		return -1;
 	bm->db = rewire_alloc(bm->arena, NPAGES * bm->ps, REWIRE_ALLOC_HOLES);
 	bm->frames = rewire_alloc(bm->arena, POOL * bm->ps, REWIRE_ALLOC_HOLES);
