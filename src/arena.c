@@ -455,7 +455,7 @@ int rewire_arena_stats(struct rewire_arena *a, struct rewire_stats *st)
 		return -EFAULT;
 	/* Measured first, without the lock: it reads the whole arena. An
 	 * unlocked arena locks nothing. */
-	locked = a->flags & REWIRE_UNLOCKED ? 0 : resident_pages(a) << a->page_shift;
+	locked = (a->flags & REWIRE_UNLOCKED) ? 0 : resident_pages(a) << a->page_shift;
 	pthread_mutex_lock(&a->lock);
 	memset(st, 0, sizeof(*st));
 	st->reserved = a->npages << a->page_shift;

@@ -240,7 +240,7 @@ static int check_op(const struct rewire_arena *a, const struct rewire_op *uop,
 		if (!bits_all(a->backed, s, n, true))
 			return -ENOENT;
 		op->npages = n;
-		return uop->flags & REWIRE_OP_REPLACE ? save_bits(a, op) : 0;
+		return (uop->flags & REWIRE_OP_REPLACE) ? save_bits(a, op) : 0;
 	case REWIRE_OP_DISCARD:
 	case REWIRE_OP_POPULATE:
 		if (uop->src || uop->perm)
