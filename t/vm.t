@@ -282,8 +282,9 @@ for v in $kernels; do
 
 	# The suite on kmod; the module unloaded and loaded again; on kernels
 	# with UFFDIO_MOVE (6.8 on) the suite on uffd too; then the negative
-	# controls: with its TLB flush or its rmap update left out, the module
-	# must be caught by t/kmod.t.
+	# controls: with its TLB flush, its rmap update or its TLB generation
+	# advance left out, the module must be caught by t/kmod.t (the last
+	# only on real hardware: under TCG it reports a skip).
 	list="$dir/tests"
 	: >"$list"
 	[ -n "$loop" ] && echo "insmod /loop.ko" >>"$list"
@@ -306,7 +307,10 @@ for v in $kernels; do
 			# the TLB test with the flush that works under kernel IBT
 			printf '%s\n' "insmod /rewire.ko full_flush=1" \
 				"REWIRE_KMOD_ONLY=tlb t/kmod.t" "rmmod rewire" >>"$list"
-			for b in 1 2; do
+			# the mmu-notifier refusal, with the test hooks' notifier
+			printf '%s\n' "insmod /rewire-test.ko" \
+				"REWIRE_KMOD_ONLY=notifier t/kmod.t" "rmmod rewire" >>"$list"
+			for b in 1 2 3; do
 				printf '%s\n' "insmod /rewire-test.ko break_for_test=$b" \
 					"REWIRE_KMOD_BROKEN=$b t/kmod.t" "rmmod rewire" >>"$list"
 			done
