@@ -35,7 +35,7 @@ static double now_us(void)
 
 /* What the other thread saw while the main thread ran one kind of batch. */
 struct seen {
-	long writes;
+	long writes, maps, slow_maps;	/* mmap and munmap pairs; over 2 ms */
 	double worst_fault_us, total_fault_us, worst_madvise_us, worst_mmap_us;
 };
 
@@ -89,7 +89,10 @@ static void *touch_fresh_pages(void *arg)
 		other = mmap(NULL, page_size, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 		if (other != MAP_FAILED)
 			munmap(other, page_size);
-		worst(&s->worst_mmap_us, now_us() - t0);
+		t0 = now_us() - t0;
+		worst(&s->worst_mmap_us, t0);
+		s->maps++;
+		s->slow_maps += t0 > 2000;
 		t->rounds++;
 	}
 	munmap(m, len);
@@ -194,10 +197,10 @@ int main(void)
 
 		diag("stall, %s of %zu pages: %.0f us a batch on average, %.0f at worst; the "
 		     "other thread's worst page fault %.0f us (mean %.1f), madvise %.0f us, "
-		     "mmap and munmap %.0f us", kinds[kind], n, rounds[kind] ?
-		     total_op[kind] / rounds[kind] : 0, worst_op[kind], s->worst_fault_us,
-		     s->writes ? s->total_fault_us / s->writes : 0, s->worst_madvise_us,
-		     s->worst_mmap_us);
+		     "mmap and munmap %.0f us (%ld of %ld over 2 ms)", kinds[kind], n,
+		     rounds[kind] ? total_op[kind] / rounds[kind] : 0, worst_op[kind],
+		     s->worst_fault_us, s->writes ? s->total_fault_us / s->writes : 0,
+		     s->worst_madvise_us, s->worst_mmap_us, s->slow_maps, s->maps);
 	}
 	rewire_free(a, run);
 	rewire_arena_destroy(a);
