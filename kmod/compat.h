@@ -243,4 +243,20 @@ static inline void rw_vma_start_write(struct vm_area_struct *vma)
 #endif
 }
 
+/*
+ * Whether another task wants the mmap lock: queued for it, or spinning on
+ * it while its owner runs, which a writer does before it queues (and so
+ * mmap_lock_is_contended() does not see it) for as long as that lasts.
+ */
+static inline bool rw_mmap_lock_wanted(struct mm_struct *mm)
+{
+	if (mmap_lock_is_contended(mm))
+		return true;
+#ifdef CONFIG_RWSEM_SPIN_ON_OWNER
+	if (osq_is_locked(&mm->mmap_lock.osq))
+		return true;
+#endif
+	return false;
+}
+
 #endif /* _REWIRE_COMPAT_H */

@@ -719,7 +719,7 @@ static int rw_run(struct rewire_file *rf, struct rw_batch *b, u32 *done)
 			ret = -EINTR;
 			break;
 		}
-		if (mmap_lock_is_contended(b->mm) || need_resched()) {
+		if (rw_mmap_lock_wanted(b->mm) || need_resched()) {
 			rw_unlock_batch(b, anon_vma);
 			cond_resched();
 			ret = rw_lock_batch(rf, b, &anon_vma, k);
