@@ -811,35 +811,6 @@ int rewire_resize(struct rewire_arena *a, void *p, size_t len)
 }
 
 /*
- * Claim up to want cached pages (free, backed, unclaimed) from i on, in
- * one stretch; how many, at *at. No lock: claimed, then checked again.
- */
-static size_t claim_cached(struct rewire_arena *a, size_t want, size_t *at)
-{
-	size_t i = 0, end = a->npages;
-
-	while ((i = bits_find2(a->live, a->busy, i, end, false)) < end) {
-		size_t stop = bits_find2(a->live, a->busy, i, end, true), j;
-
-		i = bits_find(a->backed, i, stop, true);
-		if (i == stop)
-			continue;
-		j = bits_find(a->backed, i, stop, false);
-		if (j - i > want)
-			j = i + want;
-		if (bits_claim_unless(a->busy, a->live, i, j - i)) {
-			if (bits_all(a->live, i, j - i, false) && bits_all(a->backed, i, j - i, true)) {
-				*at = i;
-				return j - i;
-			}
-			bits_release(a->busy, i, j - i);
-		}
-		i = j;
-	}
-	return 0;
-}
-
-/*
  * Fill the holes of claimed live pages with cached pages, moved in by the
  * backend: they hold whatever they held. Stops when the cache runs out or
  * the backend refuses; the holes left stay holes. -EIO if a move could not
@@ -854,7 +825,8 @@ static int recycle_into(struct rewire_arena *a, size_t start, size_t n)
 		struct page_op op;
 		int ret;
 
-		got = claim_cached(a, j - i, &from);
+		from = 0;
+		got = rw_claim_cached(a, &from, j - i);
 		if (!got)
 			return 0;
 		op = (struct page_op){ .type = REWIRE_OP_MOVE, .dst = page_addr(a, i),
@@ -904,36 +876,5 @@ int rw_discard_claimed(struct rewire_arena *a, size_t start, size_t n)
 		bits_clear(a->backed, start, n);
 		__atomic_sub_fetch(&a->nbacked, backed, __ATOMIC_RELAXED);
 	}
-	return ret;
-}
-
-/* No lock but while cache is dropped or moved: the range is claimed. */
-int rewire_populate(struct rewire_arena *a, void *addr, size_t len, unsigned int flags)
-{
-	uintptr_t base, off;
-	size_t start, n;
-	int ret;
-
-	if (!a || flags & ~REWIRE_POPULATE_RECYCLE)
-		return -EINVAL;
-	if (arena_forked(a))
-		return -EFAULT;
-	base = (uintptr_t)a->base;
-	off = (uintptr_t)addr - base;
-	if (((uintptr_t)addr | len) & (a->page_size - 1) || !len)
-		return -EINVAL;
-	if ((uintptr_t)addr < base || off >= a->npages << a->page_shift ||
-	    len > (a->npages << a->page_shift) - off)
-		return -EFAULT;
-	start = off >> a->page_shift;
-	n = len >> a->page_shift;
-	if (!rw_claim(a, start, n))
-		return -EBUSY;
-	if (!bits_all(a->live, start, n, true)) {
-		bits_release(a->busy, start, n);
-		return -EFAULT;
-	}
-	ret = rw_populate_claimed(a, start, n, flags & REWIRE_POPULATE_RECYCLE);
-	bits_release(a->busy, start, n);
 	return ret;
 }

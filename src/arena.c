@@ -346,6 +346,38 @@ size_t rw_cached_pages(const struct rewire_arena *a)
 	return n;
 }
 
+/*
+ * Claim the next stretch of cached pages (free, backed, unclaimed) from *i
+ * on, at most want long: its length, its start at *i; 0 if there is none.
+ * No lock: claimed, then checked again, as an allocation may take the pages
+ * meanwhile; a stretch that changed is passed over.
+ */
+size_t rw_claim_cached(struct rewire_arena *a, size_t *i, size_t want)
+{
+	size_t k = *i, end = a->npages;
+
+	while ((k = bits_find2(a->live, a->busy, k, end, false)) < end) {
+		size_t stop = bits_find2(a->live, a->busy, k, end, true), j;
+
+		k = bits_find(a->backed, k, stop, true);
+		if (k == stop)
+			continue;
+		j = bits_find(a->backed, k, stop, false);
+		if (j - k > want)
+			j = k + want;
+		if (bits_claim_unless(a->busy, a->live, k, j - k)) {
+			if (bits_all(a->live, k, j - k, false) && bits_all(a->backed, k, j - k, true)) {
+				*i = k;
+				return j - k;
+			}
+			bits_release(a->busy, k, j - k);
+		}
+		k = j;
+	}
+	*i = end;
+	return 0;
+}
+
 struct stretch {
 	size_t start, n;
 	bool dropped;
@@ -360,38 +392,22 @@ struct stretch {
 int rw_drop_cache(struct rewire_arena *a)
 {
 	struct stretch *v = NULL;
-	size_t nv = 0, cap = 0;
+	size_t nv = 0, cap = 0, n;
 	int ret = 0;
 
-	for (size_t i = 0; (i = bits_find2(a->live, a->busy, i, a->npages, false)) < a->npages;) {
-		size_t j = bits_find(a->live, i, a->npages, true), end = bits_find(a->busy, i, j, true);
+	for (size_t i = 0; (n = rw_claim_cached(a, &i, SIZE_MAX)); i += n) {
+		if (nv == cap) {
+			struct stretch *w = realloc(v, (cap = cap ? 2 * cap : 16) * sizeof(*v));
 
-		for (size_t k = i; (k = bits_find(a->backed, k, end, true)) < end;) {
-			size_t m = bits_find(a->backed, k, end, false);
-
-			if (nv == cap) {
-				struct stretch *w = realloc(v, (cap = cap ? 2 * cap : 16) * sizeof(*v));
-
-				if (!w) {
-					ret = -ENOMEM;
-					goto claimed;
-				}
-				v = w;
+			if (!w) {
+				bits_release(a->busy, i, n);
+				ret = -ENOMEM;
+				break;
 			}
-			/* Claimed, then checked again: an allocation may have
-			 * taken the pages meanwhile. */
-			if (bits_claim_unless(a->busy, a->live, k, m - k)) {
-				if (bits_all(a->live, k, m - k, false) &&
-				    bits_all(a->backed, k, m - k, true))
-					v[nv++] = (struct stretch){ k, m - k, false };
-				else
-					bits_release(a->busy, k, m - k);
-			}
-			k = m;
+			v = w;
 		}
-		i = end;
+		v[nv++] = (struct stretch){ i, n, false };
 	}
-claimed:
 	pthread_mutex_unlock(&a->lock);
 	for (size_t k = 0; k < nv; k++)
 		v[k].dropped = !rw_pages_discard(a, v[k].start, v[k].n);
@@ -481,23 +497,17 @@ int rewire_arena_stats(struct rewire_arena *a, struct rewire_stats *st)
 int rewire_page_state(struct rewire_arena *a, const void *addr, size_t len,
 		      unsigned char *vec)
 {
-	uintptr_t base, off;
-	size_t start, n;
+	size_t start;
+	int ret;
 
 	if (!a || !vec)
 		return -EINVAL;
 	if (arena_forked(a))
 		return -EFAULT;
-	base = (uintptr_t)a->base;
-	off = (uintptr_t)addr - base;
-	if (((uintptr_t)addr | len) & (a->page_size - 1) || !len)
-		return -EINVAL;
-	if ((uintptr_t)addr < base || off >= a->npages << a->page_shift ||
-	    len > (a->npages << a->page_shift) - off)
-		return -EFAULT;
-	start = off >> a->page_shift;
-	n = len >> a->page_shift;
-	for (size_t i = 0; i < n; i++)
+	ret = rw_page_range(a, addr, len, &start);
+	if (ret)
+		return ret;
+	for (size_t i = 0; i < len >> a->page_shift; i++)
 		vec[i] = (bit_test(a->live, start + i) ? REWIRE_PAGE_LIVE : 0) |
 			 (bit_test(a->backed, start + i) ? REWIRE_PAGE_BACKED : 0) |
 			 (bit_test(a->head, start + i) ? REWIRE_PAGE_HEAD : 0);

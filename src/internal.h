@@ -3,6 +3,7 @@
 #ifndef REWIRE_INTERNAL_H
 #define REWIRE_INTERNAL_H
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -156,11 +157,28 @@ static inline char *page_addr(const struct rewire_arena *a, size_t i)
 	return a->base + (i << a->page_shift);
 }
 
+/* The first page of [p, p + len): -EINVAL unless page aligned and not
+ * empty, -EFAULT unless inside the arena. */
+static inline int rw_page_range(const struct rewire_arena *a, const void *p, size_t len,
+				size_t *first)
+{
+	uintptr_t addr = (uintptr_t)p, base = (uintptr_t)a->base;
+	size_t size = a->npages << a->page_shift;
+
+	if ((addr | len) & (a->page_size - 1) || !len)
+		return -EINVAL;
+	if (addr < base || addr - base >= size || len > size - (addr - base))
+		return -EFAULT;
+	*first = (addr - base) >> a->page_shift;
+	return 0;
+}
+
 /* arena.c */
 int rw_pages_populate(struct rewire_arena *a, size_t start, size_t n);
 int rw_pages_discard(struct rewire_arena *a, size_t start, size_t n);
 void rw_discard_hole_pages(struct rewire_arena *a, size_t start, size_t n);
 size_t rw_cached_pages(const struct rewire_arena *a);
+size_t rw_claim_cached(struct rewire_arena *a, size_t *i, size_t want);
 int rw_drop_cache(struct rewire_arena *a);
 int rw_map_holes(struct rewire_arena *a, size_t start, size_t n);
 

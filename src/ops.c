@@ -13,17 +13,11 @@
 static int check_range(const struct rewire_arena *a, const void *p, size_t len,
 		       size_t *first)
 {
-	uintptr_t addr = (uintptr_t)p, base = (uintptr_t)a->base;
-	size_t size = a->npages << a->page_shift;
+	int ret = rw_page_range(a, p, len, first);
 
-	if ((addr | len) & (a->page_size - 1) || !len)
-		return -EINVAL;
-	if (addr < base || addr - base >= size || len > size - (addr - base))
-		return -EFAULT;
-	*first = page_index(a, p);
-	if (!bits_all(a->live, *first, len >> a->page_shift, true))
-		return -EFAULT;
-	return 0;
+	if (!ret && !bits_all(a->live, *first, len >> a->page_shift, true))
+		ret = -EFAULT;
+	return ret;
 }
 
 /* Pages [start, start + n) of the arena. */
@@ -35,13 +29,8 @@ struct span {
  * arena; check_range reports what is wrong with the others. */
 static bool span_of(const struct rewire_arena *a, const void *p, size_t len, struct span *s)
 {
-	uintptr_t addr = (uintptr_t)p, base = (uintptr_t)a->base;
-	size_t size = a->npages << a->page_shift;
-
-	if ((addr | len) & (a->page_size - 1) || !len || addr < base || addr - base >= size ||
-	    len > size - (addr - base))
+	if (rw_page_range(a, p, len, &s->start))
 		return false;
-	s->start = (addr - base) >> a->page_shift;
 	s->n = len >> a->page_shift;
 	return true;
 }
@@ -455,27 +444,60 @@ out:
 	return ret;
 }
 
-/* Turn pages of live runs into holes; their data is dropped. */
+/*
+ * Claim [addr, addr + len), which must be pages of live runs: claimed
+ * first, as a batch is, then checked. Its first page, or an error.
+ */
+static int claim_live(struct rewire_arena *a, const void *addr, size_t len, size_t *first)
+{
+	size_t n = len >> a->page_shift;
+	int ret = rw_page_range(a, addr, len, first);
+
+	if (ret)
+		return ret;
+	if (!rw_claim(a, *first, n))
+		return -EBUSY;
+	if (!bits_all(a->live, *first, n, true)) {
+		bits_release(a->busy, *first, n);
+		return -EFAULT;
+	}
+	return 0;
+}
+
+/* Turn pages of live runs into holes; their data is dropped, without the
+ * lock. */
 int rewire_discard(struct rewire_arena *a, void *addr, size_t len)
 {
-	struct span sp;
 	size_t first;
-	bool claimed;
 	int ret;
 
 	if (!a)
 		return -EINVAL;
 	if (arena_forked(a))
 		return -EFAULT;
-	/* Claimed first, as a batch: then checked, and dropped without the lock. */
-	claimed = span_of(a, addr, len, &sp);
-	if (claimed && !rw_claim(a, sp.start, sp.n))
-		return -EBUSY;
-	ret = check_range(a, addr, len, &first);
-	if (!ret)
-		ret = rw_discard_claimed(a, first, len >> a->page_shift);
-	if (claimed)
-		bits_release(a->busy, sp.start, sp.n);
+	ret = claim_live(a, addr, len, &first);
+	if (ret)
+		return ret;
+	ret = rw_discard_claimed(a, first, len >> a->page_shift);
+	bits_release(a->busy, first, len >> a->page_shift);
+	return ret;
+}
+
+/* No lock but while cache is dropped or moved: the range is claimed. */
+int rewire_populate(struct rewire_arena *a, void *addr, size_t len, unsigned int flags)
+{
+	size_t first;
+	int ret;
+
+	if (!a || flags & ~REWIRE_POPULATE_RECYCLE)
+		return -EINVAL;
+	if (arena_forked(a))
+		return -EFAULT;
+	ret = claim_live(a, addr, len, &first);
+	if (ret)
+		return ret;
+	ret = rw_populate_claimed(a, first, len >> a->page_shift, flags & REWIRE_POPULATE_RECYCLE);
+	bits_release(a->busy, first, len >> a->page_shift);
 	return ret;
 }
 

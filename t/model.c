@@ -445,19 +445,26 @@ static int do_ops(size_t nops)
 	return 0;
 }
 
+/* A range of 1 to most pages from a random page of a random run (there is
+ * one), ending at the arena's end at the latest. */
+static void random_range(size_t most, size_t *i, size_t *n)
+{
+	const struct run *r = &runs[rnd_below(nruns)];
+
+	*i = r->start + rnd_below(r->n);
+	*n = 1 + rnd_below(most);
+	if (*i + *n > P)
+		*n = P - *i;
+}
+
 static int do_discard(void)
 {
-	const struct run *r;
 	size_t i, n;
 	int want = 0, got;
 
 	if (!nruns)
 		return 0;
-	r = &runs[rnd_below(nruns)];
-	i = r->start + rnd_below(r->n);
-	n = 1 + rnd_below(6);
-	if (i + n > P)
-		n = P - i;
+	random_range(6, &i, &n);
 	if (!all_live(i, n))
 		want = -EFAULT;
 	got = rewire_discard(arena, at(i), n * page_size);
@@ -508,7 +515,6 @@ static int do_resize(void)
 /* Back the holes of live pages: zeroed, or first from the cache. */
 static int do_populate(void)
 {
-	const struct run *r;
 	struct rewire_op op = { REWIRE_OP_POPULATE, 0, NULL, NULL, 0, NULL };
 	uint64_t moved = 0, moves = 0;
 	size_t i, n;
@@ -516,11 +522,7 @@ static int do_populate(void)
 
 	if (!nruns)
 		return 0;
-	r = &runs[rnd_below(nruns)];
-	i = r->start + rnd_below(r->n);
-	n = 1 + rnd_below(8);
-	if (i + n > P)
-		n = P - i;
+	random_range(8, &i, &n);
 	op.flags = rnd_below(2) ? REWIRE_OP_RECYCLE : 0;
 	op.dst = at(i);
 	op.len = n * page_size;

@@ -101,7 +101,7 @@ static void *touch_fresh_pages(void *arg)
 
 /* Run one batch of the given kind on the run; update the model. */
 static int one_batch(struct rewire_arena *a, char *run, size_t n, int kind, size_t *perm,
-		     struct rewire_op *ops, uint64_t *model, uint64_t *old)
+		     struct rewire_op *ops, uint64_t *model)
 {
 	size_t half = n / 2;
 	int ret;
@@ -121,7 +121,6 @@ static int one_batch(struct rewire_arena *a, char *run, size_t n, int kind, size
 			model[perm[2 * k]] = model[perm[2 * k + 1]];
 			model[perm[2 * k + 1]] = x;
 		}
-	(void)old;
 	return ret;
 }
 
@@ -166,7 +165,7 @@ int main(void)
 			int ret;
 
 			memcpy(old, model, n * sizeof(*old));
-			ret = one_batch(a, run, n, kind, perm, ops, model, old);
+			ret = one_batch(a, run, n, kind, perm, ops, model);
 			took = now_us() - t0;
 			if (ret) {
 				diag("%s, round %zu: %s", kinds[kind], rounds[kind], strerror(-ret));
