@@ -6,6 +6,7 @@
  * is a memfd, so the figures measure memory management, not a disk. */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -36,7 +37,9 @@ struct bp {
 	enum kind kind;
 	size_t npages, pool, words;
 	int fd;
-	bool failed;
+	size_t first;			/* the data set's page of this manager's page 0 */
+	uint64_t rng;
+	bool failed, shared;		/* shared: arena or mapping belongs to the caller */
 	/* vmcache, on a rewire arena or on plain memory */
 	struct rewire_arena *arena;
 	char *db;			/* page p at db + p * ps */
@@ -142,7 +145,9 @@ static uint32_t victim(struct bp *b, size_t n)
 
 static int load(struct bp *b, char *to, uint32_t pid)
 {
-	return pread(b->fd, to, ps, (off_t)pid * (off_t)ps) == (ssize_t)ps ? 0 : -1;
+	off_t at = (off_t)(b->first + pid) * (off_t)ps;
+
+	return pread(b->fd, to, ps, at) == (ssize_t)ps ? 0 : -1;
 }
 
 /* vmcache's miss path: evict what room takes (one rewire_batch with the
@@ -268,13 +273,21 @@ static void unfix(struct bp *b, const uint32_t *pids, char **pages, size_t n)
 
 /* Uniform, or skewed: u^4 puts half the reads on 6% of the pages, which a
  * multiplication by a prime scatters over the data set. */
-static uint32_t pick(size_t npages, int skewed)
+static uint64_t next(struct bp *b)
+{
+	b->rng ^= b->rng << 13;
+	b->rng ^= b->rng >> 7;
+	b->rng ^= b->rng << 17;
+	return b->rng;
+}
+
+static uint32_t pick(struct bp *b, size_t npages, int skewed)
 {
 	double u;
 
 	if (!skewed)
-		return (uint32_t)(rnd() % npages);
-	u = (double)(rnd() >> 11) / (double)(1ull << 53);
+		return (uint32_t)(next(b) % npages);
+	u = (double)(next(b) >> 11) / (double)(1ull << 53);
 	return (uint32_t)((size_t)((double)npages * u * u * u * u) * 2654435761u % npages);
 }
 
@@ -286,22 +299,23 @@ static void requests(struct bp *b, int skewed, long n)
 
 	for (long r = 0; r < n && !b->failed; r++) {
 		for (int i = 0; i < GROUP; i++)
-			pids[i] = pick(b->npages, skewed);
+			pids[i] = pick(b, b->npages, skewed);
 		if (fix(b, pids, pages, GROUP)) {
 			b->failed = true;
 			break;
 		}
 		for (int i = 0; i < GROUP; i++)
-			b->failed |= ((uint64_t *)pages[i])[pids[i] & (b->words - 1)] != pids[i];
+			b->failed |= ((uint64_t *)pages[i])[pids[i] & (b->words - 1)] !=
+				     b->first + pids[i];
 		unfix(b, pids, pages, GROUP);
 	}
 }
 
 static void destroy(struct bp *b)
 {
-	if (b->arena)
+	if (b->arena && !b->shared)
 		rewire_arena_destroy(b->arena);
-	if (b->kind == PLAIN && b->db)
+	if (b->kind == PLAIN && b->db && !b->shared)
 		munmap(b->db, b->npages * ps);
 	if (b->kind == HASHED)
 		free(b->frames);
@@ -312,7 +326,11 @@ static void destroy(struct bp *b)
 	free(b->frame_pid);
 }
 
-static int create(struct bp *b, enum kind kind, size_t npages, size_t pool, int fd)
+/* A manager of npages pages of the data set from page first, with a pool
+ * of pool pages; with threads, each thread's manager takes its pages from
+ * one arena or one mapping, arena or map, which the caller owns. */
+static int create(struct bp *b, enum kind kind, size_t npages, size_t pool, int fd, size_t first,
+		  struct rewire_arena *arena, char *map)
 {
 	struct rewire_options o;
 
@@ -322,6 +340,9 @@ static int create(struct bp *b, enum kind kind, size_t npages, size_t pool, int 
 	b->pool = pool;
 	b->words = ps / sizeof(uint64_t);
 	b->fd = fd;
+	b->first = first;
+	b->rng = rnd() | 1;
+	b->shared = arena || map;
 	if (kind == HASHED) {
 		size_t slots = 1;
 
@@ -341,6 +362,10 @@ static int create(struct bp *b, enum kind kind, size_t npages, size_t pool, int 
 	b->state = calloc(npages, 1);
 	if (!b->state)
 		return -1;
+	if (kind == PLAIN && map) {
+		b->db = map;
+		return 0;
+	}
 	if (kind == PLAIN) {
 		b->db = mmap(NULL, npages * ps, PROT_READ | PROT_WRITE,
 			     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
@@ -356,7 +381,8 @@ static int create(struct bp *b, enum kind kind, size_t npages, size_t pool, int 
 	rewire_options_init(&o);
 	o.reserve = (npages + pool) * ps;
 	o.lock_budget = pool * ps;
-	if (!b->spare || !b->holes || rewire_arena_create(&o, &b->arena))
+	b->arena = arena;
+	if (!b->spare || !b->holes || (!arena && rewire_arena_create(&o, &b->arena)))
 		return -1;
 	b->db = rewire_alloc(b->arena, npages * ps, REWIRE_ALLOC_HOLES);
 	b->frames = rewire_alloc(b->arena, pool * ps, REWIRE_ALLOC_HOLES);
@@ -515,7 +541,7 @@ static void measure(struct bp *b, enum kind kind, int skewed, size_t npages, siz
 	double acc[32], ld[32], miss[32];
 
 	memset(fig, 0, sizeof(*fig));
-	if (create(b, kind, npages, pool, fd)) {
+	if (create(b, kind, npages, pool, fd, 0, NULL, NULL)) {
 		destroy(b);
 		memset(b, 0, sizeof(*b));
 		return;
@@ -600,6 +626,123 @@ static void measure_hits(struct bp b[NKINDS], struct figures f[NKINDS])
 	}
 }
 
+/* With threads: each thread a manager of its own share of the data set and
+ * of the pool, all in one arena (rewire) or one mapping (plain memory), so
+ * that their page-table changes meet in one process as a database's
+ * workers' would; uniform requests, timed from one barrier to the next. */
+struct part {
+	pthread_t tid;
+	struct bp b;
+	pthread_barrier_t *go;
+	long n;
+	uint64_t loads[32];
+	double miss_ns[32];
+};
+
+static void *part_work(void *arg)
+{
+	struct part *w = arg;
+
+	requests(&w->b, 0, (long)(4 * w->b.pool / GROUP));
+	for (int r = 0; r < reps; r++) {
+		pthread_barrier_wait(w->go);
+		w->b.loads = 0;
+		w->b.miss_ns = 0;
+		requests(&w->b, 0, w->n);
+		w->loads[r] = w->b.loads;
+		w->miss_ns[r] = w->b.miss_ns;
+		pthread_barrier_wait(w->go);
+	}
+	return NULL;
+}
+
+static void measure_threads(enum kind kind, int t, size_t npages, size_t pool, int fd, long n,
+			    struct figures *fig)
+{
+	size_t share = npages / (size_t)t, spool = pool / (size_t)t;
+	double acc[32], ld[32], miss[32];
+	struct rewire_arena *arena = NULL;
+	struct rewire_options o;
+	pthread_barrier_t go;
+	struct part *w = calloc((size_t)t, sizeof(*w));
+	char *map = NULL;
+	int started = 0;
+
+	memset(fig, 0, sizeof(*fig));
+	rewire_options_init(&o);
+	o.reserve = (npages + pool) * ps;
+	o.lock_budget = pool * ps;
+	if (!w || (kind == REWIRE && rewire_arena_create(&o, &arena))) {
+		free(w);
+		return;
+	}
+	if (kind == PLAIN) {
+		map = mmap(NULL, npages * ps, PROT_READ | PROT_WRITE,
+			   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+		if (map == MAP_FAILED) {
+			free(w);
+			return;
+		}
+		madvise(map, npages * ps, MADV_NOHUGEPAGE);
+	}
+	fig->ran = true;
+	fig->ok = true;
+	pthread_barrier_init(&go, NULL, (unsigned)t + 1);
+	for (int i = 0; i < t && fig->ok; i++) {
+		w[i].go = &go;
+		w[i].n = n;
+		fig->ok = !create(&w[i].b, kind, share, spool, fd, (size_t)i * share, arena,
+				  map ? map + (size_t)i * share * ps : NULL);
+	}
+	for (; started < t && fig->ok; started++)
+		fig->ok = !pthread_create(&w[started].tid, NULL, part_work, &w[started]);
+	/* A thread that could not start would leave the others at the barrier
+	 * for good: stop here, as a failed benchmark. */
+	if (started && started != t) {
+		printf("  %d threads: could not start them all\n", t);
+		exit(1);
+	}
+	if (started == t) {
+		for (int r = 0; r < reps; r++) {
+			double el;
+			uint64_t loads = 0;
+			double ns = 0;
+
+			progress("bufferpool: %d threads, %s, run %d of %d", t, kind_names[kind],
+				 r + 1, reps);
+			pthread_barrier_wait(&go);
+			el = now_ns();
+			pthread_barrier_wait(&go);
+			el = (now_ns() - el) / 1e9;
+			for (int i = 0; i < t; i++) {
+				loads += w[i].loads[r];
+				ns += w[i].miss_ns[r];
+			}
+			acc[r] = (double)n * GROUP * t / el;
+			ld[r] = (double)loads / el;
+			miss[r] = loads ? ns / (double)loads : 0;
+		}
+		progress_done();
+	}
+	for (int i = 0; i < t; i++) {
+		if (i < started)
+			pthread_join(w[i].tid, NULL);
+		fig->ok &= !w[i].b.failed;
+		destroy(&w[i].b);
+	}
+	pthread_barrier_destroy(&go);
+	if (fig->ok) {
+		fig->access_rate = median(acc, reps);
+		fig->load_rate = median(ld, reps);
+		fig->miss_ns = median(miss, reps);
+	}
+	if (arena)
+		rewire_arena_destroy(arena);
+	if (map)
+		munmap(map, npages * ps);
+	free(w);
+}
+
 /* The data set: page p holds p in every word. */
 static int data_set(size_t npages)
 {
@@ -624,7 +767,9 @@ void bench_bufferpool(void)
 {
 	size_t pool = quick ? 2048 : 8192, npages = 10 * pool;
 	long n = quick ? 8000 : 30000;
-	struct figures f[2][NKINDS];
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	int threads = cpus > 16 ? 16 : (int)cpus;
+	struct figures f[2][NKINDS], tf[NKINDS];
 	struct rewire_arena *a;
 	struct rewire_options o;
 	char backend[32] = "?";
@@ -685,6 +830,28 @@ void bench_bufferpool(void)
 			record("bufferpool", name, "chained_hit_ns", f[s][REWIRE].direct_ns[1]);
 		}
 	}
+	if (threads > 1) {
+		printf("  %d threads, uniform, each a manager of 1/%d of the data set and pool, "
+		       "in one arena or mapping\n", threads, threads);
+		for (int k = 0; k < NKINDS; k++) {
+			struct figures *x = &tf[k];
+			char name[96];
+
+			measure_threads((enum kind)k, threads, npages, pool, fd, n, x);
+			if (!x->ran) {
+				printf("  %-8s %-24s not available here\n", "threads", kind_names[k]);
+				continue;
+			}
+			bench_failed |= !x->ok;
+			printf("  %-8s %-24s %11.0f %11.0f %9.0f %s\n", "threads", kind_names[k],
+			       x->access_rate, x->load_rate, x->miss_ns,
+			       x->ok ? "" : "FAILED OR WRONG DATA");
+			snprintf(name, sizeof(name), "%d threads, %s", threads, kind_names[k]);
+			record("bufferpool", name, "accesses_per_s", x->access_rate);
+			record("bufferpool", name, "pageins_per_s", x->load_rate);
+			record("bufferpool", name, "ns_per_evict_load", x->miss_ns);
+		}
+	}
 	close(fd);
 	printf("  goals\n");
 	for (int s = 0; s < 2; s++) {
@@ -695,6 +862,18 @@ void bench_bufferpool(void)
 		snprintf(what, sizeof(what), "%s: evict+load, plain (MADV_DONTNEED+fault) / rewire",
 			 pattern_names[s]);
 		goal(what, x, ">= 1.4", x >= 1.4);
+	}
+	if (threads > 1) {
+		const struct figures *r = &tf[REWIRE], *p = &tf[PLAIN];
+		double one = f[0][PLAIN].ok && f[0][REWIRE].ok && f[0][REWIRE].miss_ns ?
+			     f[0][PLAIN].miss_ns / f[0][REWIRE].miss_ns : 0;
+		double x = r->ok && p->ok && r->miss_ns ? p->miss_ns / r->miss_ns : 0;
+		char what[96];
+
+		snprintf(what, sizeof(what), "%d threads: evict+load, plain / rewire", threads);
+		goal(what, x, ">= 1.4", x >= 1.4);
+		snprintf(what, sizeof(what), "that gap, %d threads / 1 thread (uniform)", threads);
+		goal(what, one ? x / one : 0, ">= 1", one && x >= one);
 	}
 	for (int c = 0; c < 2; c++) {
 		const struct figures *r = &f[0][REWIRE], *h = &f[0][HASHED];
