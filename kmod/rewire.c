@@ -130,6 +130,14 @@ struct rw_slot {
 };
 
 /* The state of one batch: everything allocated before any lock is taken. */
+/*
+ * Up to this many changed pages are flushed one by one when no other CPU
+ * has the mm: x86 flushes a range of more than 33 pages as the whole TLB
+ * (tlb_single_page_flush_ceiling), and the few pages a buffer manager's
+ * batch moves lie far apart.
+ */
+#define RW_FEW_PAGES 32
+
 struct rw_batch {
 	struct mm_struct *mm;
 	struct vm_area_struct *vma;
@@ -140,6 +148,8 @@ struct rw_batch {
 	u32 tables_ok;		/* ops whose page tables are known present */
 	int tables_err;		/* why op tables_ok has none */
 	unsigned long lo, hi;	/* the span of changed PTEs, for the flush */
+	unsigned long few[RW_FEW_PAGES];	/* the changed pages, while few */
+	u32 nfew;		/* how many; RW_FEW_PAGES + 1 once too many */
 	u64 pages;
 };
 
@@ -340,6 +350,20 @@ static void rw_touched(struct rw_batch *b, unsigned long addr)
 {
 	b->lo = min(b->lo, addr);
 	b->hi = max(b->hi, addr + PAGE_SIZE);
+	if (b->nfew < RW_FEW_PAGES)
+		b->few[b->nfew] = addr;
+	if (b->nfew <= RW_FEW_PAGES)
+		b->nfew++;
+}
+
+/* Whether no CPU but this one may hold translations of mm. */
+static bool rw_mm_here_only(struct mm_struct *mm)
+{
+	int cpu = get_cpu();
+	bool only = cpumask_any_but(mm_cpumask(mm), cpu) >= nr_cpu_ids;
+
+	put_cpu();
+	return only;
 }
 
 /*
@@ -456,6 +480,24 @@ static int rw_apply_op(struct rw_batch *b, const struct rewire_dev_op *op,
 	return pinned ? -EBUSY : 0;
 }
 
+/*
+ * A few pages changed, and no other CPU has the mm: flush them one by one,
+ * as the rest of the TLB is worth keeping and there is no one to interrupt.
+ * Otherwise one flush of their span, which the kernel widens to the whole
+ * mm past its ceiling: one shootdown for the batch.
+ */
+static void rw_flush_changed(struct rw_batch *b)
+{
+	u32 i;
+
+	if (rw_full_flush || b->nfew > RW_FEW_PAGES || !rw_mm_here_only(b->mm)) {
+		rw_flush_tlb(b->vma, b->lo, b->hi);
+		return;
+	}
+	for (i = 0; i < b->nfew; i++)
+		rw_flush_tlb(b->vma, b->few[i], b->few[i] + PAGE_SIZE);
+}
+
 /* Flush what the batch changed so far from every TLB. */
 static void rw_flush(struct rw_batch *b)
 {
@@ -466,9 +508,10 @@ static void rw_flush(struct rw_batch *b)
 		rw_flush_tlb_no_gen(b->mm);
 	else if (break_for_test != 1)
 #endif
-		rw_flush_tlb(b->vma, b->lo, b->hi);
+		rw_flush_changed(b);
 	b->lo = ULONG_MAX;
 	b->hi = 0;
+	b->nfew = 0;
 }
 
 static bool rw_overlap(u64 a, u64 b, u64 npages)
@@ -706,6 +749,7 @@ static int rw_run(struct rewire_file *rf, struct rw_batch *b, u32 *done)
 
 	b->lo = ULONG_MAX;
 	b->hi = 0;
+	b->nfew = 0;
 	ret = rw_lock_batch(rf, b, &anon_vma, 0);
 	if (ret)
 		return ret;
