@@ -62,13 +62,14 @@
 /*
  * Only in the build for the test suite's negative controls (kmod/build.sh
  * --test-hooks): 1 skips the TLB flush, 2 the rmap index update, 3 the
- * advance of the mm's TLB generation. Each breaks the module, and the
+ * advance of the mm's TLB generation, 4 the flush of the last page when a
+ * batch flushes its few pages one by one. Each breaks the module, and the
  * tests must notice (3 only on hardware with PCID, not under QEMU's TCG).
  */
 static unsigned int break_for_test;
 module_param(break_for_test, uint, 0444);
 MODULE_PARM_DESC(break_for_test,
-		 "tests only: 1 skip TLB flush, 2 skip index update, 3 skip TLB generation");
+		 "tests only: 1 skip TLB flush, 2 skip index update, 3 skip TLB generation, 4 skip a page's flush");
 #endif
 
 struct rewire_file {
@@ -346,14 +347,24 @@ static void rw_release(struct rw_slot *slots, size_t n)
 			folio_unlock(slots[i].folio);
 }
 
+/*
+ * A PTE at addr changed: lifted, or placed. An address both lifted and
+ * placed comes twice and is kept once.
+ */
 static void rw_touched(struct rw_batch *b, unsigned long addr)
 {
+	u32 i;
+
 	b->lo = min(b->lo, addr);
 	b->hi = max(b->hi, addr + PAGE_SIZE);
+	if (b->nfew > RW_FEW_PAGES)
+		return;
+	for (i = 0; i < b->nfew; i++)
+		if (b->few[i] == addr)
+			return;
 	if (b->nfew < RW_FEW_PAGES)
 		b->few[b->nfew] = addr;
-	if (b->nfew <= RW_FEW_PAGES)
-		b->nfew++;
+	b->nfew++;
 }
 
 /* Whether no CPU but this one may hold translations of mm. */
@@ -494,8 +505,11 @@ static void rw_flush_changed(struct rw_batch *b)
 		rw_flush_tlb(b->vma, b->lo, b->hi);
 		return;
 	}
-	for (i = 0; i < b->nfew; i++)
+	for (i = 0; i < b->nfew; i++) {
+		if (break_for_test == 4 && i + 1 == b->nfew)
+			break;
 		rw_flush_tlb(b->vma, b->few[i], b->few[i] + PAGE_SIZE);
+	}
 }
 
 /* Flush what the batch changed so far from every TLB. */

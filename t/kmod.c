@@ -1207,6 +1207,63 @@ static int tlb_test(int rounds)
 }
 
 /*
+ * TLB, one CPU: a child forked on CPU 0 and pinned there has an mm that no
+ * other CPU ever ran, so a batch that changes few pages flushes them one by
+ * one (rewire(4)). Before each batch of swaps every page is read, caching
+ * its translation; after it, each must hold what the model says. Returns
+ * the pages found wrong (at most 255).
+ */
+static int tlb_local_test(int rounds)
+{
+	enum { N = 64, SWAPS = 8 };
+	cpu_set_t set;
+	int status;
+	pid_t pid;
+
+	CPU_ZERO(&set);
+	CPU_SET(0, &set);
+	sched_setaffinity(0, sizeof(set), &set);
+	pid = fork();
+	if (pid < 0)
+		bail("fork: %s", strerror(errno));
+	if (!pid) {
+		int fd = dev_open(), wrong = 0;
+		char *p = map_pages(N, 1, true);
+		struct rewire_dev_op ops[SWAPS];
+		uint64_t model[N];
+		size_t idx[N];
+
+		for (size_t i = 0; i < N; i++)
+			model[i] = i + 1, idx[i] = i;
+		attach(fd, p, N * page_size);
+		for (int r = 0; r < rounds && wrong < 255; r++) {
+			for (size_t i = 0; i < N; i++)
+				wrong += !page_has_tag(p + i * page_size, model[i]);
+			shuffle(idx, N);
+			for (int k = 0; k < SWAPS; k++)
+				ops[k] = op_of(REWIRE_DEV_SWAP, p + idx[2 * k] * page_size,
+					       p + idx[2 * k + 1] * page_size, 1, NULL);
+			if (batch_retry(fd, ops, SWAPS))
+				_exit(255);
+			for (int k = 0; k < SWAPS; k++)
+				model_apply(model, &ops[k], p);
+		}
+		for (size_t i = 0; i < N; i++)
+			wrong += !page_has_tag(p + i * page_size, model[i]);
+		_exit(wrong < 255 ? wrong : 255);
+	}
+	if (waitpid(pid, &status, 0) != pid || !WIFEXITED(status))
+		bail("the one-CPU TLB test's child died");
+	CPU_ZERO(&set);
+	for (long c = 0; c < sysconf(_SC_NPROCESSORS_ONLN) && c < CPU_SETSIZE; c++)
+		CPU_SET(c, &set);
+	sched_setaffinity(0, sizeof(set), &set);
+	diag("TLB on one CPU: %d rounds of %d swaps a batch: %d pages wrong", rounds, SWAPS,
+	     WEXITSTATUS(status));
+	return WEXITSTATUS(status);
+}
+
+/*
  * Can a missing TLB generation advance show here? Only with PCID, which
  * keeps a process's entries across a switch, and not under QEMU's TCG,
  * which flushes on every CR3 load whatever the CPU model says. NULL if it
@@ -1484,6 +1541,11 @@ int main(void)
 		ok(tlb_test(100) > 0, "negative control: without its TLB flush, the module is caught");
 		return done_testing();
 	}
+	if (broken && !strcmp(broken, "4")) {
+		ok(tlb_local_test(200) > 0,
+		   "negative control: without the flush of one of a few pages, the module is caught");
+		return done_testing();
+	}
 	if (broken && !strcmp(broken, "3")) {
 		const char *why = tlb_gen_untestable();
 		int stale = tlb_switch_test(100);
@@ -1504,6 +1566,7 @@ int main(void)
 	}
 
 	if (only && !strcmp(only, "tlb")) {
+		is_int(0, tlb_local_test(200), "one CPU: every page where the model says after a few swaps");
 		is_int(0, tlb_test(400), "no CPU saw a stale translation after a batch returned");
 		is_int(0, tlb_switch_test(100),
 		       "nor one that ran another process meanwhile and switched back");
@@ -1519,6 +1582,7 @@ int main(void)
 	if (!notifier_test())
 		diag("rewire.ko has no test hooks: the mmu-notifier refusal is tested with "
 		     "rewire-test.ko (REWIRE_KMOD_ONLY=notifier)");
+	is_int(0, tlb_local_test(200), "one CPU: every page where the model says after a few swaps");
 	is_int(0, tlb_test(200), "no CPU saw a stale translation after a batch returned");
 	is_int(0, tlb_switch_test(100), "nor one that ran another process meanwhile and switched back");
 	if (node_count() >= 2) {
