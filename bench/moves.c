@@ -42,22 +42,28 @@ static struct rewire_arena *setup(const char *backend, size_t n, char **base)
 
 struct result {
 	const char *what, *backend;
-	double ns;
+	double ns;		/* the median of t */
+	double t[32];		/* ns per page, run by run: run r of each backend of a row
+				 * ran in the same round */
 };
 
 static struct result results[64];
 static int nresults;
 
-static void report(const char *what, const char *backend, double ns, struct rewire_arena *a,
-		   bool ok)
+static void report(const char *what, const char *backend, const double *t,
+		   struct rewire_arena *a, bool ok)
 {
+	struct result *res = &results[nresults++];
 	struct rewire_stats st;
-	double moved;
+	double moved, sorted[32], ns;
 
+	*res = (struct result){ what, backend, 0, { 0 } };
+	memcpy(res->t, t, (size_t)reps * sizeof(*t));
+	memcpy(sorted, t, (size_t)reps * sizeof(*t));
+	ns = res->ns = median(sorted, reps);
 	rewire_arena_stats(a, &st);
 	bench_failed |= !ok;
 	moved = (double)(st.pages_copied + st.pages_remapped);
-	results[nresults++] = (struct result){ what, backend, ns };
 	printf("  %-34s %-8s %10.1f %9.0f%% %s\n", what, backend, ns,
 	       moved ? 100 * st.pages_copied / moved : 0, ok ? "" : "WRONG DATA");
 	{
@@ -118,90 +124,186 @@ static bool permute_in_swaps(struct rewire_arena *a, char *base, const size_t *p
 	return ok;
 }
 
-/* A random permutation of n pages in blocks of block pages, in one call or
- * as batches of swaps. */
-static void permute(const char *what, const char *backend, size_t n, size_t block, bool swaps)
-{
-	size_t *perm = malloc(n * sizeof(*perm)), *where = malloc(n * sizeof(*where));
+/* One arena of a row: its backend, its pages, where they went, its runs. */
+struct lane {
+	const char *backend;
 	struct rewire_arena *a;
-	double t[32];
-	bool ok = true;
 	char *base;
+	size_t *where;		/* page i's data is at page where[i] */
+	double t[32];
+	bool ok;
+};
 
-	a = setup(backend, n, &base);
-	if (!a)
-		goto out;
-	/*
-	 * Every backend of a row gets the same permutations: how long a page-
-	 * table move of blocks takes depends on the permutation itself (about
-	 * 100 or 175 ns a page on one machine), so different ones would make
-	 * the ratios between backends a lottery.
-	 */
-	rnd_seed(n * 64 + block);
-	for (size_t i = 0; i < n; i++)
-		where[i] = i;
-	for (int r = 0; r < reps; r++) {
-		double t0;
+/* An arena of setup() for each backend of names that has one. */
+static size_t lanes_setup(struct lane *lanes, const char *const *names, size_t nb, size_t n)
+{
+	size_t nl = 0;
 
-		progress("moves: %s on %s, run %d of %d", what, backend, r + 1, reps);
-		make_perm(perm, n, block);
-		t0 = now_ns();
-		ok &= swaps ? permute_in_swaps(a, base, perm, n) : !rewire_permute(a, base, perm, n);
-		t[r] = (now_ns() - t0) / n;
+	for (size_t i = 0; i < nb; i++) {
+		struct lane *l = &lanes[nl];
+
+		memset(l, 0, sizeof(*l));
+		l->backend = names[i];
+		l->ok = true;
+		l->a = setup(names[i], n, &l->base);
+		if (!l->a)
+			continue;
+		l->where = malloc(n * sizeof(*l->where));
+		if (!l->where) {
+			rewire_arena_destroy(l->a);
+			continue;
+		}
+		for (size_t p = 0; p < n; p++)
+			l->where[p] = p;
+		nl++;
+	}
+	return nl;
+}
+
+/* Check each lane's pages against where[], report it, and free it. */
+static void lanes_report(struct lane *lanes, size_t nl, const char *what, size_t n)
+{
+	for (size_t k = 0; k < nl; k++) {
+		struct lane *l = &lanes[k];
+
 		for (size_t i = 0; i < n; i++)
-			where[i] = perm[where[i]];
+			l->ok &= *(size_t *)(l->base + l->where[i] * ps) == i;
+		report(what, l->backend, l->t, l->a, l->ok);
+		rewire_arena_destroy(l->a);
+		free(l->where);
+	}
+}
+
+/*
+ * A random permutation of n pages in blocks of block pages, in one call or
+ * as batches of swaps, on each backend of names. Run r of every backend
+ * runs in round r, each round starting with the next backend, so that what
+ * the shared machine does meanwhile falls on all of them alike; ratios are
+ * then taken within a round. Every backend gets the same permutations: how
+ * long a page-table move of blocks takes depends on the permutation itself
+ * (about 100 or 175 ns a page on one machine), so different ones would make
+ * the ratios between backends a lottery.
+ */
+static void permute_row(const char *what, const char *const *names, size_t nb, size_t n,
+			size_t block, bool swaps)
+{
+	size_t *perm = malloc(n * sizeof(*perm));
+	struct lane lanes[NBACKENDS];
+	size_t nl = perm ? lanes_setup(lanes, names, nb, n) : 0;
+
+	rnd_seed(n * 64 + block);
+	for (int r = 0; r < reps && nl; r++) {
+		make_perm(perm, n, block);
+		for (size_t k = 0; k < nl; k++) {
+			struct lane *l = &lanes[(r + k) % nl];
+			double t0;
+
+			progress("moves: %s on %s, run %d of %d", what, l->backend, r + 1, reps);
+			t0 = now_ns();
+			l->ok &= swaps ? permute_in_swaps(l->a, l->base, perm, n) :
+					 !rewire_permute(l->a, l->base, perm, n);
+			l->t[r] = (now_ns() - t0) / n;
+			for (size_t i = 0; i < n; i++)
+				l->where[i] = perm[l->where[i]];
+		}
 	}
 	progress_done();
-	for (size_t i = 0; i < n; i++)
-		ok &= *(size_t *)(base + where[i] * ps) == i;
-	report(what, backend, median(t, reps), a, ok);
-	rewire_arena_destroy(a);
-out:
+	lanes_report(lanes, nl, what, n);
 	free(perm);
-	free(where);
+}
+
+static void permute(const char *what, const char *backend, size_t n, size_t block, bool swaps)
+{
+	permute_row(what, &backend, 1, n, block, swaps);
 }
 
 enum how { WHOLE, PER_PAGE, BATCHED };
 
 /* Move all pages to the holes and back again: in one call, a call per page,
- * or one batch of single-page moves (which coalesce). */
-static void move(const char *what, const char *backend, size_t n, enum how how)
+ * or one batch of single-page moves (which coalesce); in rounds over the
+ * backends of names, as permute_row() does. */
+static void move_row(const char *what, const char *const *names, size_t nb, size_t n,
+		     enum how how)
 {
 	struct rewire_op *ops = how == BATCHED ? malloc(n * sizeof(*ops)) : NULL;
-	struct rewire_arena *a;
-	double t[32];
-	bool ok = true;
-	char *base;
+	struct lane lanes[NBACKENDS];
+	size_t nl = how != BATCHED || ops ? lanes_setup(lanes, names, nb, n) : 0;
 
-	a = setup(backend, n, &base);
-	if (!a)
-		goto out;
-	for (int r = 0; r < reps; r++) {
-		char *dst = base + (r & 1 ? 0 : n * ps), *src = base + (r & 1 ? n * ps : 0);
-		double t0 = now_ns();
-		size_t done;
+	for (int r = 0; r < reps && nl; r++) {
+		for (size_t k = 0; k < nl; k++) {
+			struct lane *l = &lanes[(r + k) % nl];
+			char *dst = l->base + (r & 1 ? 0 : n * ps);
+			char *src = l->base + (r & 1 ? n * ps : 0);
+			double t0;
+			size_t done;
 
-		progress("moves: %s on %s, run %d of %d", what, backend, r + 1, reps);
-		if (how == WHOLE) {
-			ok &= !rewire_move(a, dst, src, n * ps);
-		} else if (how == PER_PAGE) {
-			for (size_t i = 0; i < n; i++)
-				ok &= !rewire_move(a, dst + i * ps, src + i * ps, ps);
-		} else {
-			for (size_t i = 0; i < n; i++)
-				ops[i] = (struct rewire_op){ REWIRE_OP_MOVE, 0, dst + i * ps,
-							     src + i * ps, ps, NULL };
-			ok &= !rewire_batch(a, ops, n, &done);
+			progress("moves: %s on %s, run %d of %d", what, l->backend, r + 1, reps);
+			t0 = now_ns();
+			if (how == WHOLE) {
+				l->ok &= !rewire_move(l->a, dst, src, n * ps);
+			} else if (how == PER_PAGE) {
+				for (size_t i = 0; i < n; i++)
+					l->ok &= !rewire_move(l->a, dst + i * ps, src + i * ps, ps);
+			} else {
+				for (size_t i = 0; i < n; i++)
+					ops[i] = (struct rewire_op){ REWIRE_OP_MOVE, 0, dst + i * ps,
+								     src + i * ps, ps, NULL };
+				l->ok &= !rewire_batch(l->a, ops, n, &done);
+			}
+			l->t[r] = (now_ns() - t0) / n;
 		}
-		t[r] = (now_ns() - t0) / n;
 	}
 	progress_done();
-	for (size_t i = 0; i < n; i++)
-		ok &= *(size_t *)(base + (reps & 1 ? n * ps : 0) + i * ps) == i;
-	report(what, backend, median(t, reps), a, ok);
-	rewire_arena_destroy(a);
-out:
+	/* After an odd number of runs the pages are in the holes' half. */
+	for (size_t k = 0; k < nl; k++)
+		for (size_t i = 0; i < n; i++)
+			lanes[k].where[i] = (reps & 1 ? n : 0) + i;
+	lanes_report(lanes, nl, what, n);
 	free(ops);
+}
+
+static void move(const char *what, const char *backend, size_t n, enum how how)
+{
+	move_row(what, &backend, 1, n, how);
+}
+
+/*
+ * auto against the best backend named on a row, round by round: the median
+ * over the rounds of auto's time over the fastest named backend's in that
+ * round. *best gets the backend fastest by its median, and its median.
+ */
+static double auto_ratio(const char *row, const char **name, double *best)
+{
+	const struct result *au = NULL, *named[NBACKENDS];
+	double ratio[32];
+	int nn = 0;
+
+	*best = 0;
+	for (int i = 0; i < nresults; i++) {
+		const struct result *x = &results[i];
+
+		if (strcmp(x->what, row))
+			continue;
+		if (!strcmp(x->backend, "auto")) {
+			au = x;
+			continue;
+		}
+		named[nn++] = x;
+		if (!*best || x->ns < *best) {
+			*best = x->ns;
+			*name = x->backend;
+		}
+	}
+	if (!au || !nn)
+		return 0;
+	for (int r = 0; r < reps; r++) {
+		double b = named[0]->t[r];
+
+		for (int i = 1; i < nn; i++)
+			b = named[i]->t[r] < b ? named[i]->t[r] : b;
+		ratio[r] = au->t[r] / b;
+	}
+	return median(ratio, reps);
 }
 
 void bench_moves(size_t n)
@@ -212,43 +314,34 @@ void bench_moves(size_t n)
 	const char *per_page = "contiguous move, a call per page";
 	const char *batched = "contiguous move, a batch of pages";
 	const char *rows[] = { perm, blocks, whole, batched };
+	const char *uffd_auto[] = { "uffd", "auto" };
 	double best, x, worst;
 	int saved = reps;
 
 	/* Page-table moves vary much from run to run on a shared machine:
-	 * five runs at least, so that one slow run does not make a median. */
-	reps = reps < 5 ? 5 : reps;
-	printf("\npage moves: %zu pages per operation (ns per page, medians of %d runs; share copied)\n",
-	       n, reps);
+	 * nine runs at least, so that slow runs do not make a median. */
+	reps = reps < 9 ? 9 : reps;
+	printf("\npage moves: %zu pages per operation (ns per page, medians of %d runs, the backends "
+	       "of a row taking turns; share copied)\n", n, reps);
 	printf("  %-34s %-8s %10s %10s\n", "operation", "backend", "ns/page", "copied");
-	for (size_t i = 0; i < NBACKENDS; i++)
-		permute(perm, backends[i], n, 1, false);
-	for (size_t i = 0; i < NBACKENDS; i++)
-		permute(blocks, backends[i], n, 64, false);
-	for (size_t i = 0; i < NBACKENDS; i++)
-		move(whole, backends[i], n, WHOLE);
+	permute_row(perm, backends, NBACKENDS, n, 1, false);
+	permute_row(blocks, backends, NBACKENDS, n, 64, false);
+	move_row(whole, backends, NBACKENDS, n, WHOLE);
 	move(per_page, "uffd", n, PER_PAGE);
-	move(batched, "uffd", n, BATCHED);
-	move(batched, "auto", n, BATCHED);
+	move_row(batched, uffd_auto, 2, n, BATCHED);
 
-	printf("  auto against the best backend named on each row\n");
+	printf("  auto against the best backend named on each row (ratio: the median of the "
+	       "rounds' ratios)\n");
 	worst = 0;
 	for (size_t r = 0; r < sizeof(rows) / sizeof(rows[0]); r++) {
 		const char *name = NULL;
+		double ratio = auto_ratio(rows[r], &name, &best);
 
-		best = 0;
-		for (size_t i = 0; i + 1 < NBACKENDS; i++) {
-			x = find(rows[r], backends[i]);
-			if (x > 0 && (!best || x < best)) {
-				best = x;
-				name = backends[i];
-			}
-		}
 		x = find(rows[r], "auto");
-		if (!best || !x)
+		if (!ratio || !x)
 			continue;
-		printf("  %-34s auto %8.1f  %-6s %8.1f  ratio %5.2f\n", rows[r], x, name, best, x / best);
-		worst = x / best > worst ? x / best : worst;
+		printf("  %-34s auto %8.1f  %-6s %8.1f  ratio %5.2f\n", rows[r], x, name, best, ratio);
+		worst = ratio > worst ? ratio : worst;
 	}
 	printf("  goals\n");
 	goal("auto / best named backend, worst row", worst, "<= 1.1", worst <= 1.1);
