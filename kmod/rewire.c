@@ -130,7 +130,6 @@ struct rw_slot {
 	pte_t pte;		/* the entry lifted from the slot's address */
 };
 
-/* The state of one batch: everything allocated before any lock is taken. */
 /*
  * Up to this many changed pages are flushed one by one when no other CPU
  * has the mm: x86 flushes a range of more than 33 pages as the whole TLB
@@ -139,6 +138,7 @@ struct rw_slot {
  */
 #define RW_FEW_PAGES 32
 
+/* The state of one batch: everything allocated before any lock is taken. */
 struct rw_batch {
 	struct mm_struct *mm;
 	struct vm_area_struct *vma;
