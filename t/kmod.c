@@ -513,7 +513,7 @@ static void yield_test(void)
 	uint64_t model[2 * YIELD_RUN];
 	struct rewire_dev_batch b;
 	uint32_t done = 0, midway = 0;
-	long t0, took;
+	long t0, took, lo, hi;
 	pthread_t th;
 
 	for (size_t i = 0; i < 2 * YIELD_RUN; i++)
@@ -550,13 +550,26 @@ static void yield_test(void)
 
 	/*
 	 * munlock of the arena between two ops: EINVAL there. The munlock
-	 * starts at a random moment within the time a whole batch took above,
-	 * so that most tries land while the batch holds the lock (a search
-	 * that halved the delay each time missed the batch in 60 tries on
-	 * three kernels once, under load).
+	 * starts at a random moment of a window, at first the time a batch
+	 * takes alone; a munlock that came after the batch ended narrows the
+	 * window from above, one that came before it began from below. (A
+	 * search that halved the delay each time missed the batch in 60 tries
+	 * on three kernels once, under load; a fixed window from the batch's
+	 * time beside mmap, which yields make longer, missed it in 100.)
 	 */
+	t0 = now_us();
+	b = (struct rewire_dev_batch){ .ops = (uintptr_t)ops, .nops = YIELD_OPS };
+	if (ioctl(fd, REWIRE_IOC_BATCH, &b) && errno != EAGAIN)
+		bail("a batch alone: %s", strerror(errno));
+	took = now_us() - t0;
+	for (uint32_t k = 0; k < b.done; k++)
+		model_apply(model, &ops[k], p);
+	lo = 0;
+	hi = took;
 	for (tries = 0; tries < 100 && !midway && !bad; tries++) {
-		yield_state.delay = took / 8 + (long)(rnd() % (uint64_t)(took * 3 / 4 + 1));
+		if (hi <= lo)
+			hi = lo + took;
+		yield_state.delay = lo + (long)(rnd() % (uint64_t)(hi - lo + 1));
 		atomic_store(&yield_state.calling, 0);
 		pthread_create(&th, NULL, yield_unlocker, NULL);
 		b = (struct rewire_dev_batch){ .ops = (uintptr_t)ops, .nops = YIELD_OPS,
@@ -583,6 +596,10 @@ static void yield_test(void)
 		}
 		if (ret == -EINVAL && done > 0 && done < YIELD_OPS)
 			midway = done;
+		else if (!ret)
+			hi = yield_state.delay;		/* too late */
+		else if (ret == -EINVAL && !done)
+			lo = yield_state.delay;		/* too early */
 	}
 	diag("munlock: %d tries, the last after %ld us, done %u of %d", tries, yield_state.delay,
 	     done, YIELD_OPS);
