@@ -326,14 +326,36 @@ static void destroy(struct bp *b)
 	free(b->frame_pid);
 }
 
+/* The plain managers' memory: npages pages, faulted in as they are read. */
+static char *plain_map(size_t npages)
+{
+	char *p = mmap(NULL, npages * ps, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+
+	if (p == MAP_FAILED)
+		return NULL;
+	madvise(p, npages * ps, MADV_NOHUGEPAGE);
+	return p;
+}
+
+/* The rewire managers' arena: the data set and the frames, the pool its
+ * lock budget. */
+static int pool_arena(size_t npages, size_t pool, struct rewire_arena **a)
+{
+	struct rewire_options o;
+
+	rewire_options_init(&o);
+	o.reserve = (npages + pool) * ps;
+	o.lock_budget = pool * ps;
+	return rewire_arena_create(&o, a);
+}
+
 /* A manager of npages pages of the data set from page first, with a pool
  * of pool pages; with threads, each thread's manager takes its pages from
  * one arena or one mapping, arena or map, which the caller owns. */
 static int create(struct bp *b, enum kind kind, size_t npages, size_t pool, int fd, size_t first,
 		  struct rewire_arena *arena, char *map)
 {
-	struct rewire_options o;
-
 	memset(b, 0, sizeof(*b));
 	b->kind = kind;
 	b->npages = npages;
@@ -362,27 +384,14 @@ static int create(struct bp *b, enum kind kind, size_t npages, size_t pool, int 
 	b->state = calloc(npages, 1);
 	if (!b->state)
 		return -1;
-	if (kind == PLAIN && map) {
-		b->db = map;
-		return 0;
-	}
 	if (kind == PLAIN) {
-		b->db = mmap(NULL, npages * ps, PROT_READ | PROT_WRITE,
-			     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-		if (b->db == MAP_FAILED) {
-			b->db = NULL;
-			return -1;
-		}
-		madvise(b->db, npages * ps, MADV_NOHUGEPAGE);
-		return 0;
+		b->db = map ? map : plain_map(npages);
+		return b->db ? 0 : -1;
 	}
 	b->spare = malloc(pool * sizeof(*b->spare));
 	b->holes = malloc(pool * sizeof(*b->holes));
-	rewire_options_init(&o);
-	o.reserve = (npages + pool) * ps;
-	o.lock_budget = pool * ps;
 	b->arena = arena;
-	if (!b->spare || !b->holes || (!arena && rewire_arena_create(&o, &b->arena)))
+	if (!b->spare || !b->holes || (!arena && pool_arena(npages, pool, &b->arena)))
 		return -1;
 	b->db = rewire_alloc(b->arena, npages * ps, REWIRE_ALLOC_HOLES);
 	b->frames = rewire_alloc(b->arena, pool * ps, REWIRE_ALLOC_HOLES);
@@ -662,28 +671,16 @@ static void measure_threads(enum kind kind, int t, size_t npages, size_t pool, i
 	size_t share = npages / (size_t)t, spool = pool / (size_t)t;
 	double acc[32], ld[32], miss[32];
 	struct rewire_arena *arena = NULL;
-	struct rewire_options o;
 	pthread_barrier_t go;
 	struct part *w = calloc((size_t)t, sizeof(*w));
 	char *map = NULL;
 	int started = 0;
 
 	memset(fig, 0, sizeof(*fig));
-	rewire_options_init(&o);
-	o.reserve = (npages + pool) * ps;
-	o.lock_budget = pool * ps;
-	if (!w || (kind == REWIRE && rewire_arena_create(&o, &arena))) {
+	if (!w || (kind == REWIRE && pool_arena(npages, pool, &arena)) ||
+	    (kind == PLAIN && !(map = plain_map(npages)))) {
 		free(w);
 		return;
-	}
-	if (kind == PLAIN) {
-		map = mmap(NULL, npages * ps, PROT_READ | PROT_WRITE,
-			   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-		if (map == MAP_FAILED) {
-			free(w);
-			return;
-		}
-		madvise(map, npages * ps, MADV_NOHUGEPAGE);
 	}
 	fig->ran = true;
 	fig->ok = true;
