@@ -1112,6 +1112,16 @@ static bool notifier_test(void)
 	return true;
 }
 
+/* Run the calling thread on cpu only. */
+static void pin_to_cpu(int cpu)
+{
+	cpu_set_t set;
+
+	CPU_ZERO(&set);
+	CPU_SET(cpu, &set);
+	sched_setaffinity(0, sizeof(set), &set);
+}
+
 /*
  * TLB: threads on the other CPUs read every page's tag and write a mark
  * into it; between rounds the main thread rearranges all pages in one
@@ -1126,11 +1136,7 @@ static atomic_int tlb_stop, tlb_bad;
 
 static void *tlb_reader(void *arg)
 {
-	cpu_set_t set;
-
-	CPU_ZERO(&set);
-	CPU_SET((int)(intptr_t)arg, &set);
-	sched_setaffinity(0, sizeof(set), &set);
+	pin_to_cpu((int)(intptr_t)arg);
 	for (;;) {
 		pthread_barrier_wait(&tlb_bar);
 		if (atomic_load(&tlb_stop))
@@ -1160,23 +1166,18 @@ static int tlb_test_(int rounds, bool away)
 	int nthreads = ncpu > 1 ? (int)ncpu - 1 : 1, fd = dev_open(), errors = 0, ret;
 	pid_t spinner[64];
 	pthread_t th[64];
-	cpu_set_t set;
 
 	for (int t = 0; away && t < nthreads && t < 64; t++) {
 		spinner[t] = fork();
 		if (spinner[t] < 0)
 			bail("fork: %s", strerror(errno));
 		if (!spinner[t]) {
-			CPU_ZERO(&set);
-			CPU_SET(t + 1, &set);
-			sched_setaffinity(0, sizeof(set), &set);
+			pin_to_cpu(t + 1);
 			for (;;)
 				;
 		}
 	}
-	CPU_ZERO(&set);
-	CPU_SET(0, &set);
-	sched_setaffinity(0, sizeof(set), &set);
+	pin_to_cpu(0);
 	tlb_base = map_pages(TLB_PAGES, 0, true);
 	for (size_t i = 0; i < TLB_PAGES; i++) {
 		tlb_model[i] = i + 1;
@@ -1233,13 +1234,12 @@ static int tlb_test(int rounds)
 static int tlb_local_test(int rounds)
 {
 	enum { N = 64, SWAPS = 8 };
-	cpu_set_t set;
+	cpu_set_t was;
 	int status;
 	pid_t pid;
 
-	CPU_ZERO(&set);
-	CPU_SET(0, &set);
-	sched_setaffinity(0, sizeof(set), &set);
+	sched_getaffinity(0, sizeof(was), &was);
+	pin_to_cpu(0);
 	pid = fork();
 	if (pid < 0)
 		bail("fork: %s", strerror(errno));
@@ -1271,10 +1271,7 @@ static int tlb_local_test(int rounds)
 	}
 	if (waitpid(pid, &status, 0) != pid || !WIFEXITED(status))
 		bail("the one-CPU TLB test's child died");
-	CPU_ZERO(&set);
-	for (long c = 0; c < sysconf(_SC_NPROCESSORS_ONLN) && c < CPU_SETSIZE; c++)
-		CPU_SET(c, &set);
-	sched_setaffinity(0, sizeof(set), &set);
+	sched_setaffinity(0, sizeof(was), &was);
 	diag("TLB on one CPU: %d rounds of %d swaps a batch: %d pages wrong", rounds, SWAPS,
 	     WEXITSTATUS(status));
 	return WEXITSTATUS(status);
