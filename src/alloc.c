@@ -826,7 +826,7 @@ static int recycle_into(struct rewire_arena *a, size_t start, size_t n)
 		int ret;
 
 		from = 0;
-		got = rw_claim_cached(a, &from, j - i);
+		got = rw_claim_free(a, &from, j - i, true);
 		if (!got)
 			return 0;
 		op = (struct page_op){ .type = REWIRE_OP_MOVE, .dst = page_addr(a, i),

@@ -347,26 +347,28 @@ size_t rw_cached_pages(const struct rewire_arena *a)
 }
 
 /*
- * Claim the next stretch of cached pages (free, backed, unclaimed) from *i
- * on, at most want long: its length, its start at *i; 0 if there is none.
- * No lock: claimed, then checked again, as an allocation may take the pages
- * meanwhile; a stretch that changed is passed over.
+ * Claim the next stretch of free, unclaimed pages that are all backed (the
+ * cache) or all holes, from *i on, at most want long: its length, its start
+ * at *i; 0 if there is none. No lock: claimed, then checked again, as an
+ * allocation may take the pages meanwhile; a stretch that changed is passed
+ * over.
  */
-size_t rw_claim_cached(struct rewire_arena *a, size_t *i, size_t want)
+size_t rw_claim_free(struct rewire_arena *a, size_t *i, size_t want, bool backed)
 {
 	size_t k = *i, end = a->npages;
 
 	while ((k = bits_find2(a->live, a->busy, k, end, false)) < end) {
 		size_t stop = bits_find2(a->live, a->busy, k, end, true), j;
 
-		k = bits_find(a->backed, k, stop, true);
+		k = bits_find(a->backed, k, stop, backed);
 		if (k == stop)
 			continue;
-		j = bits_find(a->backed, k, stop, false);
+		j = bits_find(a->backed, k, stop, !backed);
 		if (j - k > want)
 			j = k + want;
 		if (bits_claim_unless(a->busy, a->live, k, j - k)) {
-			if (bits_all(a->live, k, j - k, false) && bits_all(a->backed, k, j - k, true)) {
+			if (bits_all(a->live, k, j - k, false) &&
+			    bits_all(a->backed, k, j - k, backed)) {
 				*i = k;
 				return j - k;
 			}
@@ -395,7 +397,7 @@ int rw_drop_cache(struct rewire_arena *a)
 	size_t nv = 0, cap = 0, n;
 	int ret = 0;
 
-	for (size_t i = 0; (n = rw_claim_cached(a, &i, SIZE_MAX)); i += n) {
+	for (size_t i = 0; (n = rw_claim_free(a, &i, SIZE_MAX, true)); i += n) {
 		if (nv == cap) {
 			struct stretch *w = realloc(v, (cap = cap ? 2 * cap : 16) * sizeof(*v));
 

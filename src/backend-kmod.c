@@ -238,4 +238,5 @@ const struct backend rw_backend_kmod = {
 	.fini = kmod_fini,
 	.remap = kmod_remap,
 	.apply = kmod_apply,
+	.flush_per_call = true,
 };

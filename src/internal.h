@@ -57,6 +57,9 @@ struct backend {
 		     size_t *moved);
 	int (*apply)(struct rewire_arena *a, const struct page_op *ops,
 		     size_t nops, struct apply_result *res);
+	/* One TLB flush per call, whatever it moves (the module): a batch's
+	 * discards join the call as moves of their pages to the cache. */
+	bool flush_per_call;
 	/*
 	 * For backends with a limited resource (mremap: vm.max_map_count).
 	 * remap_calls: how many calls of remap() moving [src, src + n) takes.
@@ -178,7 +181,7 @@ int rw_pages_populate(struct rewire_arena *a, size_t start, size_t n);
 int rw_pages_discard(struct rewire_arena *a, size_t start, size_t n);
 void rw_discard_hole_pages(struct rewire_arena *a, size_t start, size_t n);
 size_t rw_cached_pages(const struct rewire_arena *a);
-size_t rw_claim_cached(struct rewire_arena *a, size_t *i, size_t want);
+size_t rw_claim_free(struct rewire_arena *a, size_t *i, size_t want, bool backed);
 int rw_drop_cache(struct rewire_arena *a);
 int rw_map_holes(struct rewire_arena *a, size_t start, size_t n);
 

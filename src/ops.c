@@ -377,6 +377,214 @@ static int run_mixed(struct rewire_arena *a, struct page_op *ops, size_t nops,
 }
 
 /*
+ * A batch lowered for a backend that flushes once per call: its moves,
+ * swaps and permutations, and the moves that its discards and recycling
+ * populates become, each with the index of the user's operation it comes
+ * from. The pages those moves take outside the batch (free holes to put
+ * discarded pages in, cached pages to recycle) stay claimed until the call
+ * has run.
+ */
+struct lowered {
+	struct page_op *ops;
+	size_t *from;
+	size_t n, cap;
+	struct span *claims;
+	size_t nclaims, capclaims;
+};
+
+static int lowered_add(struct lowered *l, struct page_op op, size_t from)
+{
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? 2 * l->cap : 16;
+		struct page_op *ops = realloc(l->ops, cap * sizeof(*ops));
+		size_t *f = ops ? realloc(l->from, cap * sizeof(*f)) : NULL;
+
+		if (ops)
+			l->ops = ops;
+		if (!f)
+			return -ENOMEM;
+		l->from = f;
+		l->cap = cap;
+	}
+	op.was = NULL;
+	l->ops[l->n] = op;
+	l->from[l->n++] = from;
+	return 0;
+}
+
+static int lowered_claim(struct lowered *l, size_t start, size_t n)
+{
+	if (l->nclaims == l->capclaims) {
+		size_t cap = l->capclaims ? 2 * l->capclaims : 16;
+		struct span *c = realloc(l->claims, cap * sizeof(*c));
+
+		if (!c)
+			return -ENOMEM;
+		l->claims = c;
+		l->capclaims = cap;
+	}
+	l->claims[l->nclaims++] = (struct span){ start, n };
+	return 0;
+}
+
+/* Take back the moves added since mark (and their claims since cmark). */
+static void unlower(struct rewire_arena *a, struct lowered *l, size_t mark, size_t cmark)
+{
+	while (l->n > mark)
+		rw_apply_state(a, &l->ops[--l->n], true);
+	release_batch(a, l->claims + cmark, l->nclaims - cmark);
+	l->nclaims = cmark;
+}
+
+/*
+ * Lower a discard (to_holes: the backed pages of [d, d + n) move out to free
+ * holes, where they are cached pages) or a recycling populate (cached pages
+ * move into the holes of [d, d + n)), claiming the free pages it uses.
+ * False, with nothing added, when there are too few of those or no memory.
+ */
+static bool lower_moves(struct rewire_arena *a, struct lowered *l, size_t d, size_t n,
+			bool to_holes, size_t user)
+{
+	size_t mark = l->n, cmark = l->nclaims, from = 0, end = d + n, i = d;
+
+	while ((i = bits_find(a->backed, i, end, to_holes)) < end) {
+		size_t j = bits_find(a->backed, i, end, !to_holes);
+
+		while (i < j) {
+			size_t got = rw_claim_free(a, &from, j - i, !to_holes);
+			struct page_op mv = { .type = REWIRE_OP_MOVE, .npages = got };
+
+			if (!got || lowered_claim(l, from, got)) {
+				if (got)
+					bits_release(a->busy, from, got);
+				unlower(a, l, mark, cmark);
+				return false;
+			}
+			mv.dst = page_addr(a, to_holes ? from : i);
+			mv.src = page_addr(a, to_holes ? i : from);
+			if (lowered_add(l, mv, user)) {
+				unlower(a, l, mark, cmark);
+				return false;
+			}
+			rw_apply_state(a, &l->ops[l->n - 1], false);
+			i += got;
+			from += got;
+		}
+	}
+	return true;
+}
+
+/*
+ * Hand the lowered operations to the backend as one call and give back the
+ * pages they claimed. user_from is the first user operation since the last
+ * call; *done becomes the first not fully applied. Discards and populates,
+ * which the backend does not see, count as operations here.
+ */
+static int lowered_run(struct rewire_arena *a, struct lowered *l, const struct page_op *uops,
+		       size_t user_from, size_t user_to, struct apply_result *res)
+{
+	struct apply_result part = { 0, 0, 0 };
+	int ret = l->n ? backend_apply(a, l->ops, l->n, &part) : 0;
+
+	if (l->n)
+		record(a, l->ops, l->n, &part, ret);
+	if (ret && part.done < l->n)
+		user_to = l->from[part.done];
+	for (size_t u = user_from; u < user_to; u++)
+		if (uops[u].type == REWIRE_OP_DISCARD || uops[u].type == REWIRE_OP_POPULATE)
+			__atomic_add_fetch(&a->ops, 1, __ATOMIC_RELAXED);
+	res->done = user_to;
+	res->remapped += part.remapped;
+	res->copied += part.copied;
+	release_batch(a, l->claims, l->nclaims);
+	l->n = 0;
+	l->nclaims = 0;
+	return ret;
+}
+
+/*
+ * run_mixed() for a backend that flushes once per call. A discard of
+ * backed pages moves them to free holes of the arena, where they are
+ * cached pages as a freed run's are, and a recycling populate moves cached
+ * pages in; both join the batch's call, so one flush serves them all. The
+ * call ends, to run as run_mixed() does, at a populate that zero-fills,
+ * at a recycling one once the cache runs out, and at a discard of a range
+ * with holes or with too few free holes to take it.
+ */
+static int run_lowered(struct rewire_arena *a, struct page_op *ops, size_t nops,
+		       struct apply_result *res)
+{
+	struct lowered l = { NULL, NULL, 0, 0, NULL, 0, 0 };
+	size_t k, first = 0;
+	int ret = 0;
+
+	for (k = 0; k < nops && !ret; k++) {
+		struct page_op *op = &ops[k];
+		size_t d = page_index(a, op->dst), n = op->npages;
+		bool all_backed = bits_all(a->backed, d, n, true);
+
+		switch (op->type) {
+		case REWIRE_OP_DISCARD:
+			if (all_backed && lower_moves(a, &l, d, n, true, k))
+				continue;
+			break;
+		case REWIRE_OP_POPULATE:
+			if (all_backed || ((op->flags & REWIRE_OP_RECYCLE) &&
+					   lower_moves(a, &l, d, n, false, k)))
+				continue;
+			break;
+		case REWIRE_OP_MOVE:
+			if (op->flags & REWIRE_OP_REPLACE) {
+				if (!bits_all(a->backed, d, n, false) &&
+				    !(all_backed && lower_moves(a, &l, d, n, true, k)))
+					break;
+			}
+			/* fall through */
+		default:
+			if (lowered_add(&l, *op, k)) {
+				ret = -ENOMEM;
+				continue;
+			}
+			rw_apply_state(a, &l.ops[l.n - 1], false);
+			continue;
+		}
+		/* As run_mixed() would: the call so far first. */
+		ret = lowered_run(a, &l, ops, first, k, res);
+		first = k + 1;
+		if (ret)
+			break;
+		if (op->type == REWIRE_OP_POPULATE) {
+			ret = rw_populate_claimed(a, d, n, op->flags & REWIRE_OP_RECYCLE);
+		} else {
+			ret = rw_discard_claimed(a, d, n);
+			if (!ret && op->type == REWIRE_OP_MOVE) {
+				first = k;
+				if (lowered_add(&l, *op, k))
+					ret = -ENOMEM;
+				else
+					rw_apply_state(a, &l.ops[l.n - 1], false);
+				continue;
+			}
+		}
+		if (!ret) {
+			__atomic_add_fetch(&a->ops, 1, __ATOMIC_RELAXED);
+			res->done = k + 1;
+		}
+	}
+	if (!ret) {
+		ret = lowered_run(a, &l, ops, first, nops, res);
+	} else if (l.n) {
+		/* Out of memory while lowering: nothing of this call ran. */
+		unlower(a, &l, 0, 0);
+		res->done = first;
+	}
+	free(l.ops);
+	free(l.from);
+	free(l.claims);
+	return ret;
+}
+
+/*
  * Claim every page of the batch, validate every operation against the page
  * states the ones before it leave, and hand the batch to the backend. No
  * lock: batches on disjoint pages run in parallel.
@@ -424,7 +632,8 @@ int rewire_batch(struct rewire_arena *a, const struct rewire_op *uops,
 	} else {
 		for (size_t k = nops; k-- > 0;)
 			rw_apply_state(a, &ops[k], true);
-		ret = run_mixed(a, ops, nops, &res);
+		ret = a->backend->flush_per_call ? run_lowered(a, ops, nops, &res) :
+		      run_mixed(a, ops, nops, &res);
 	}
 	release_batch(a, sp, nsp);
 

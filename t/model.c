@@ -353,13 +353,93 @@ static size_t cached_stretch(size_t want, size_t *at_page)
 static bool zeroed[P];
 
 /*
+ * On a backend that flushes once per call (kmod), a batch's discards move
+ * their pages to the lowest free holes and its recycling populates take
+ * the lowest cached pages, all in one call, which keeps the pages it took
+ * claimed until it has run (rewire_batch(3)).
+ */
+static bool lowering;
+static bool claimed[P];
+
+/* The lowest unclaimed stretch of free pages, backed or holes, at most want
+ * long; its length. */
+static size_t free_stretch(bool backed, size_t want, size_t *at_page)
+{
+	size_t c = 0, k;
+
+	while (c < P && (m[c].live || m[c].backed != backed || claimed[c]))
+		c++;
+	for (k = c; k < P && k - c < want && !m[k].live && m[k].backed == backed && !claimed[k];
+	     k++)
+		;
+	*at_page = c;
+	return k - c;
+}
+
+static size_t count_free(bool backed)
+{
+	size_t c = 0;
+
+	for (size_t i = 0; i < P; i++)
+		c += !m[i].live && m[i].backed == backed && !claimed[i];
+	return c;
+}
+
+/*
+ * A lowered discard (to_holes) or recycling populate of [d, d + n): false,
+ * with nothing done, when it is not lowered. Counts its moves.
+ */
+static bool lower(size_t d, size_t n, bool to_holes, uint64_t *moved, uint64_t *extra_ops)
+{
+	size_t want = to_holes ? count_backed(d, n) : n - count_backed(d, n);
+
+	if ((to_holes && want != n) || count_free(!to_holes) < want)
+		return false;
+	for (size_t k = d; k < d + n; k++) {
+		size_t end, c, got;
+
+		if (m[k].backed != to_holes)
+			continue;
+		for (end = k; end < d + n && m[end].backed == to_holes; end++)
+			;
+		got = free_stretch(!to_holes, end - k, &c);
+		for (size_t q = 0; q < got; q++) {
+			m[k + q] = (struct page){ true, !to_holes, 0 };
+			m[c + q] = (struct page){ false, to_holes, 0 };
+			claimed[c + q] = true;
+		}
+		(*extra_ops)++;
+		*moved += got;
+		k += got - 1;
+	}
+	return true;
+}
+
+/*
  * A checked operation as the library runs it: a populate may run out of
  * budget (after filling some holes from the cache, counted as moves).
  */
-static int exec_op(const struct rewire_op *op, uint64_t *moved, uint64_t *extra_ops)
+static int exec_op(const struct rewire_op *op, uint64_t *moved, uint64_t *extra_ops,
+		   bool batch)
 {
 	size_t d = (size_t)((char *)op->dst - base) / page_size, n = op->len / page_size;
 
+	if (batch && lowering) {
+		bool replace = op->type == REWIRE_OP_MOVE && op->flags & REWIRE_OP_REPLACE;
+
+		if (op->type == REWIRE_OP_DISCARD && lower(d, n, true, moved, extra_ops))
+			return 0;
+		if (op->type == REWIRE_OP_POPULATE &&
+		    (all(d, n, true) ||
+		     (op->flags & REWIRE_OP_RECYCLE && lower(d, n, false, moved, extra_ops))))
+			return 0;
+		if (replace && !all(d, n, false) && !all(d, n, true))
+			memset(claimed, 0, sizeof(claimed));
+		else if (replace && !all(d, n, false) && !lower(d, n, true, moved, extra_ops))
+			memset(claimed, 0, sizeof(claimed));
+		if (op->type == REWIRE_OP_DISCARD || op->type == REWIRE_OP_POPULATE)
+			memset(claimed, 0, sizeof(claimed));
+	}
 	if (op->type != REWIRE_OP_POPULATE)
 		return model_op(op, moved);
 	if (!all_live(d, n))
@@ -411,7 +491,8 @@ static int do_ops(size_t nops)
 	memcpy(m, saved, sizeof(m));
 	moved = 0;
 	for (size_t i = 0; !want && i < nops; i++, ndone++)
-		want = exec_op(&ops[i], &moved, &extra_ops);
+		want = exec_op(&ops[i], &moved, &extra_ops, true);
+	memset(claimed, 0, sizeof(claimed));
 	if (nops == 1 && !ops[0].flags && ops[0].type <= REWIRE_OP_PERMUTE) {
 		const struct rewire_op *op = &ops[0];
 
@@ -526,7 +607,7 @@ static int do_populate(void)
 	op.flags = rnd_below(2) ? REWIRE_OP_RECYCLE : 0;
 	op.dst = at(i);
 	op.len = n * page_size;
-	want = exec_op(&op, &moved, &moves);
+	want = exec_op(&op, &moved, &moves, false);
 	got = rewire_populate(arena, at(i), n * page_size,
 			      op.flags ? REWIRE_POPULATE_RECYCLE : 0);
 	if (got != want)
@@ -626,6 +707,7 @@ static int run_model(const char *backend, long steps)
 	memset(m, 0, sizeof(m));
 	nruns = 0;
 	want_ops = want_moved = 0;
+	lowering = !strcmp(rewire_backend_name(arena), "kmod");
 	base = rewire_alloc(arena, page_size, 0);
 	if (base != NULL)
 		rewire_free(arena, base);

@@ -206,13 +206,72 @@ static void random_cases(int rounds)
 	check_stats("the random batches");
 }
 
+/*
+ * A buffer manager's batch: drop pages, move pages in, recycle cached pages
+ * into holes, replace pages. On kmod the discards become moves to the cache
+ * and the whole batch is one call of the module, so one TLB flush.
+ */
+static void mixed_batch(void)
+{
+	struct rewire_arena *b = test_arena(32, 0, 0);
+	uint64_t m[12] = { 1, 2, 3, 4, 5, 6, 7, 8, HOLE, HOLE, HOLE, HOLE };
+	char *r = rewire_alloc(b, 8 * page_size, 0), *h, *c;
+	struct rewire_stats s1, s2;
+	bool kmod = !strcmp(rewire_backend_name(b), "kmod");
+	size_t done = 0;
+	int ret;
+
+	h = rewire_alloc(b, 4 * page_size, REWIRE_ALLOC_HOLES);
+	c = rewire_alloc(b, 2 * page_size, 0);
+	if (!r || h != r + 8 * page_size || !c || rewire_free(b, c))
+		bail("no memory for the mixed batch");
+	for (size_t i = 0; i < 8; i++)
+		tag_page(r + i * page_size, m[i]);
+	{
+		struct rewire_op ops[4] = {
+			{ REWIRE_OP_DISCARD, 0, r, NULL, 2 * page_size, NULL },
+			{ REWIRE_OP_MOVE, 0, h, r + 2 * page_size, 2 * page_size, NULL },
+			{ REWIRE_OP_POPULATE, REWIRE_OP_RECYCLE, h + 2 * page_size, NULL,
+			  2 * page_size, NULL },
+			{ REWIRE_OP_MOVE, REWIRE_OP_REPLACE, r + 6 * page_size, r + 4 * page_size,
+			  2 * page_size, NULL },
+		};
+
+		rewire_arena_stats(b, &s1);
+		ret = rewire_batch(b, ops, 4, &done);
+		rewire_arena_stats(b, &s2);
+	}
+	ok(!ret && done == 4, "a batch that discards, moves, recycles and replaces (%d, %zu done)",
+	   ret, done);
+	m[0] = m[1] = m[2] = m[3] = m[4] = m[5] = HOLE;
+	m[6] = 5;
+	m[7] = 6;
+	m[8] = 3;
+	m[9] = 4;
+	ok(check_pages(r, m, 10) && page_resident(h + 2 * page_size) &&
+	   page_resident(h + 3 * page_size), "every page where the batch put it");
+	if (kmod) {
+		is_int(1, (long long)(s2.batches - s1.batches), "kmod: the whole batch is one call");
+		is_int(4 * (long long)page_size, (long long)s2.cached,
+		       "kmod: the dropped pages are cached, the recycled ones left the cache");
+	} else {
+		ok(s2.batches > s1.batches, "%s: the batch took %llu backend calls",
+		   rewire_backend_name(b), (unsigned long long)(s2.batches - s1.batches));
+		is_int(0, (long long)s2.cached, "%s: the dropped pages are gone, the cache recycled",
+		       rewire_backend_name(b));
+	}
+	is_int(6 * (long long)page_size, (long long)(s2.backed - s2.cached),
+	       "six pages of the runs backed");
+	rewire_arena_destroy(b);
+}
+
 int main(void)
 {
 	struct rewire_stats st;
 
 	arena = test_arena(4 * NP, 0, 0);
 	test_seed();
-	plan(24);
+	plan(29);
 	base = rewire_alloc(arena, NP * page_size, 0);
 	ok(base && rewire_alloc(arena, NP * page_size, REWIRE_ALLOC_HOLES) == at(NP),
 	   "a run of %d backed pages followed by one of %d holes", NP, NP);
@@ -264,6 +323,7 @@ int main(void)
 		   page_has_tag(z + page_size, 7), "a batch uses the permutation it checked");
 		rewire_arena_destroy(b);
 	}
+	mixed_batch();
 	is_int(0, rewire_arena_stats(arena, &st), "stats");
 	is_int((NP + 8) * (long long)page_size, (long long)st.backed,
 	       "backed bytes: the tags and the 8 cached pages");
