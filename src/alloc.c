@@ -825,7 +825,7 @@ static int recycle_into(struct rewire_arena *a, size_t start, size_t n)
 		struct page_op op;
 		int ret;
 
-		from = 0;
+		from = rw_free_floor(a);
 		got = rw_claim_free(a, &from, j - i, true);
 		if (!got)
 			return 0;

@@ -358,14 +358,16 @@ size_t rw_claim_free(struct rewire_arena *a, size_t *i, size_t want, bool backed
 	size_t k = *i, end = a->npages;
 
 	while ((k = bits_find2(a->live, a->busy, k, end, false)) < end) {
-		size_t stop = bits_find2(a->live, a->busy, k, end, true), j;
+		/* A window at a time: the free stretch may be most of the arena,
+		 * and the pages wanted at its start. */
+		size_t lim = end - k > 4096 ? k + 4096 : end, j;
+		size_t stop = bits_find2(a->live, a->busy, k, lim, true);
 
 		k = bits_find(a->backed, k, stop, backed);
 		if (k == stop)
 			continue;
-		j = bits_find(a->backed, k, stop, !backed);
-		if (j - k > want)
-			j = k + want;
+		j = bits_find2(a->live, a->busy, k, want < end - k ? k + want : end, true);
+		j = bits_find(a->backed, k, j, !backed);
 		if (bits_claim_unless(a->busy, a->live, k, j - k)) {
 			if (bits_all(a->live, k, j - k, false) &&
 			    bits_all(a->backed, k, j - k, backed)) {

@@ -155,6 +155,17 @@ static inline size_t page_index(const struct rewire_arena *a, const void *p)
 	return (size_t)((const char *)p - a->base) >> a->page_shift;
 }
 
+/*
+ * Where a search for free pages to use (cached pages to recycle, holes to
+ * cache discarded pages in) starts: below it there is none, unless another
+ * thread freed one a moment ago, which such a search may pass over. In a
+ * buffer manager's arena the pages below are one huge live run.
+ */
+static inline size_t rw_free_floor(const struct rewire_arena *a)
+{
+	return __atomic_load_n(&a->first_free, __ATOMIC_RELAXED);
+}
+
 static inline char *page_addr(const struct rewire_arena *a, size_t i)
 {
 	return a->base + (i << a->page_shift);

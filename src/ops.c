@@ -445,7 +445,7 @@ static void unlower(struct rewire_arena *a, struct lowered *l, size_t mark, size
 static bool lower_moves(struct rewire_arena *a, struct lowered *l, size_t d, size_t n,
 			bool to_holes, size_t user)
 {
-	size_t mark = l->n, cmark = l->nclaims, from = 0, end = d + n, i = d;
+	size_t mark = l->n, cmark = l->nclaims, from = rw_free_floor(a), end = d + n, i = d;
 
 	while ((i = bits_find(a->backed, i, end, to_holes)) < end) {
 		size_t j = bits_find(a->backed, i, end, !to_holes);
