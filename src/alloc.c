@@ -87,7 +87,8 @@ char *rw_claim_stage(struct rewire_arena *a, size_t n)
 		i = bits_find(a->backed, i, end, false);
 		if (i >= end || bit_test(a->live, i) || bit_test(a->busy, i))
 			continue;
-		stop = bits_find2(a->live, a->busy, i, end, true);
+		/* No further than n: the free stretch may be most of the arena. */
+		stop = bits_find2(a->live, a->busy, i, n < end - i ? i + n : end, true);
 		stop = bits_find(a->backed, i, stop, true);
 		if (stop - i < n) {
 			i = stop;
@@ -141,8 +142,7 @@ static int run_at(const struct rewire_arena *a, const void *p, size_t *start, si
 	 * until two readings agree.
 	 */
 	for (size_t prev = 0, tries = 0; tries < 16; tries++) {
-		*n = bits_find(a->live, *start + 1, a->npages, false);
-		*n = bits_find(a->head, *start + 1, *n, true) - *start;
+		*n = bits_find_end(a->live, a->head, *start + 1, a->npages) - *start;
 		if (*n == prev)
 			break;
 		prev = *n;

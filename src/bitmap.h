@@ -157,6 +157,20 @@ static inline size_t bits_find2(const uint64_t *a, const uint64_t *b, size_t sta
 	return end;
 }
 
+/* First index in [start, end) where a has its bit clear or b has its bit
+ * set, or end: where a run ends, with a the live map and b the heads. */
+static inline size_t bits_find_end(const uint64_t *a, const uint64_t *b, size_t start,
+				   size_t end)
+{
+	for (size_t w = start / BITS_PER_WORD; start < end && w <= (end - 1) / BITS_PER_WORD; w++) {
+		uint64_t x = (~word_at(a, w) | word_at(b, w)) & word_mask(w, start, end);
+
+		if (x)
+			return w * BITS_PER_WORD + (size_t)__builtin_ctzll(x);
+	}
+	return end;
+}
+
 static inline bool bits_all(const uint64_t *map, size_t start, size_t n, bool v)
 {
 	return bits_find(map, start, start + n, !v) == start + n;
