@@ -42,6 +42,7 @@ void bench_churn(long ops);
 void bench_compaction(size_t npages);
 void bench_threads(void);
 void bench_bufferpool(void);
+void bench_scale(void);
 
 /* Data for --plot, filled by the sections. */
 struct curve {

@@ -17,7 +17,7 @@ static void usage(FILE *f)
 {
 	fprintf(f, "usage: rewire-bench [--quick | --full] [--size BYTES] [--pages N] [--ops N]\n"
 		   "                    [--reps R] [--only SECTIONS] [--csv FILE] [--plot FILE.png]\n"
-		   "sections: growth, churn, compaction, moves, threads, bufferpool\n");
+		   "sections: growth, churn, compaction, moves, threads, bufferpool, scale\n");
 }
 
 static bool wanted(const char *only, const char *section)
@@ -173,6 +173,8 @@ int main(int argc, char **argv)
 		bench_threads();
 	if (wanted(only, "bufferpool"))
 		bench_bufferpool();
+	if (wanted(only, "scale"))
+		bench_scale();
 	/* Not by default: it compares kernel paths, for make bench-vm. */
 	if (only && wanted(only, "kernel"))
 		bench_kernel(pages);

@@ -176,6 +176,7 @@ static void mark_free(struct rewire_arena *a, size_t start, size_t n)
 	size_t hint = __atomic_load_n(&a->first_free, __ATOMIC_RELAXED);
 
 	bits_clear(a->live, start, n);
+	rw_cache_grew(a, start + n);
 	__atomic_sub_fetch(&a->nlive, n, __ATOMIC_RELAXED);
 	while (start < hint && !__atomic_compare_exchange_n(&a->first_free, &hint, start, false,
 							    __ATOMIC_RELAXED, __ATOMIC_RELAXED))
@@ -826,7 +827,7 @@ static int recycle_into(struct rewire_arena *a, size_t start, size_t n)
 		int ret;
 
 		from = rw_free_floor(a);
-		got = rw_claim_free(a, &from, j - i, true);
+		got = rw_claim_free(a, &from, rw_cache_top(a), j - i, true);
 		if (!got)
 			return 0;
 		op = (struct page_op){ .type = REWIRE_OP_MOVE, .dst = page_addr(a, i),

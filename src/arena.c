@@ -268,6 +268,7 @@ int rewire_arena_create(const struct rewire_options *opts,
 	ANNOTATE_BENIGN_RACE_SIZED(&a->nlive, sizeof(a->nlive), "atomic");
 	ANNOTATE_BENIGN_RACE_SIZED(&a->nbacked, sizeof(a->nbacked), "atomic");
 	ANNOTATE_BENIGN_RACE_SIZED(&a->first_free, sizeof(a->first_free), "atomic");
+	ANNOTATE_BENIGN_RACE_SIZED(&a->cache_top, sizeof(a->cache_top), "atomic");
 	ANNOTATE_BENIGN_RACE_SIZED(&a->correction, sizeof(a->correction), "atomic");
 	ANNOTATE_BENIGN_RACE_SIZED(&a->batches, 4 * sizeof(uint64_t), "atomic counters");
 	ANNOTATE_BENIGN_RACE_SIZED(&a->first_slot, sizeof(a->first_slot), "atomic");
@@ -348,14 +349,14 @@ size_t rw_cached_pages(const struct rewire_arena *a)
 
 /*
  * Claim the next stretch of free, unclaimed pages that are all backed (the
- * cache) or all holes, from *i on, at most want long: its length, its start
- * at *i; 0 if there is none. No lock: claimed, then checked again, as an
- * allocation may take the pages meanwhile; a stretch that changed is passed
- * over.
+ * cache) or all holes, in [*i, end), at most want long: its length, its
+ * start at *i; 0 if there is none. No lock: claimed, then checked again, as
+ * an allocation may take the pages meanwhile; a stretch that changed is
+ * passed over.
  */
-size_t rw_claim_free(struct rewire_arena *a, size_t *i, size_t want, bool backed)
+size_t rw_claim_free(struct rewire_arena *a, size_t *i, size_t end, size_t want, bool backed)
 {
-	size_t k = *i, end = a->npages;
+	size_t k = *i;
 
 	while ((k = bits_find2(a->live, a->busy, k, end, false)) < end) {
 		/* A window at a time: the free stretch may be most of the arena,
@@ -399,7 +400,7 @@ int rw_drop_cache(struct rewire_arena *a)
 	size_t nv = 0, cap = 0, n;
 	int ret = 0;
 
-	for (size_t i = 0; (n = rw_claim_free(a, &i, SIZE_MAX, true)); i += n) {
+	for (size_t i = 0; (n = rw_claim_free(a, &i, a->npages, SIZE_MAX, true)); i += n) {
 		if (nv == cap) {
 			struct stretch *w = realloc(v, (cap = cap ? 2 * cap : 16) * sizeof(*v));
 

@@ -126,6 +126,7 @@ struct rewire_arena {
 	size_t nlive;
 	size_t nbacked;		/* backed pages, and those being backed */
 	size_t first_free;	/* no free page below this index */
+	size_t cache_top;	/* no cached page at or above this index */
 
 	const struct backend *backend;
 	void *backend_data;
@@ -166,6 +167,24 @@ static inline size_t rw_free_floor(const struct rewire_arena *a)
 	return __atomic_load_n(&a->first_free, __ATOMIC_RELAXED);
 }
 
+/* Where a search for cached pages to recycle may stop. */
+static inline size_t rw_cache_top(const struct rewire_arena *a)
+{
+	size_t top = __atomic_load_n(&a->cache_top, __ATOMIC_RELAXED);
+
+	return top < a->npages ? top : a->npages;
+}
+
+/* Free pages up to end may be backed now: raise cache_top to it. */
+static inline void rw_cache_grew(struct rewire_arena *a, size_t end)
+{
+	size_t top = __atomic_load_n(&a->cache_top, __ATOMIC_RELAXED);
+
+	while (top < end && !__atomic_compare_exchange_n(&a->cache_top, &top, end, true,
+							 __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+		;
+}
+
 static inline char *page_addr(const struct rewire_arena *a, size_t i)
 {
 	return a->base + (i << a->page_shift);
@@ -192,7 +211,7 @@ int rw_pages_populate(struct rewire_arena *a, size_t start, size_t n);
 int rw_pages_discard(struct rewire_arena *a, size_t start, size_t n);
 void rw_discard_hole_pages(struct rewire_arena *a, size_t start, size_t n);
 size_t rw_cached_pages(const struct rewire_arena *a);
-size_t rw_claim_free(struct rewire_arena *a, size_t *i, size_t want, bool backed);
+size_t rw_claim_free(struct rewire_arena *a, size_t *i, size_t end, size_t want, bool backed);
 int rw_drop_cache(struct rewire_arena *a);
 int rw_map_holes(struct rewire_arena *a, size_t start, size_t n);
 

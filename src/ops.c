@@ -152,6 +152,9 @@ void rw_apply_state(struct rewire_arena *a, const struct page_op *op, bool undo)
 		return;
 	}
 	s = page_index(a, op->src);
+	/* A discard lowered to a move fills free pages: they are cached now. */
+	if (!undo && !bit_test(a->live, d))
+		rw_cache_grew(a, d + op->npages);
 	if (undo && op->was)
 		restore_bits(a, op, d);
 	else
@@ -451,7 +454,8 @@ static bool lower_moves(struct rewire_arena *a, struct lowered *l, size_t d, siz
 		size_t j = bits_find(a->backed, i, end, !to_holes);
 
 		while (i < j) {
-			size_t got = rw_claim_free(a, &from, j - i, !to_holes);
+			size_t got = rw_claim_free(a, &from, to_holes ? a->npages : rw_cache_top(a),
+						   j - i, !to_holes);
 			struct page_op mv = { .type = REWIRE_OP_MOVE, .npages = got };
 
 			if (!got || lowered_claim(l, from, got)) {
