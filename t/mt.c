@@ -146,13 +146,48 @@ static void realloc_run(struct worker *w, struct run *r)
 }
 
 /* A page operation inside one of the thread's runs. */
+/*
+ * A buffer manager's batch: page i replaces page j, then a page is dropped
+ * and one backed from the cache (on kmod all in one call of the module,
+ * its free pages claimed beside the other threads' allocations). What a
+ * failed batch did is read from done and from the pages.
+ */
+static int buffer_batch(struct worker *w, struct run *r, size_t i, size_t j)
+{
+	size_t drop = next(w) % r->n, back = next(w) % r->n, done = 0;
+	char *at_j = r->p + j * page_size, *at_back = r->p + back * page_size;
+	struct rewire_op ops[3] = {
+		{ REWIRE_OP_MOVE, REWIRE_OP_REPLACE, at_j, r->p + i * page_size, page_size, NULL },
+		{ REWIRE_OP_DISCARD, 0, r->p + drop * page_size, NULL, page_size, NULL },
+		{ REWIRE_OP_POPULATE, REWIRE_OP_RECYCLE, at_back, NULL, page_size, NULL },
+	};
+	int ret;
+
+	if (i == j || r->tag[i] == HOLE)
+		return 0;
+	ret = rewire_batch(arena, ops, 3, &done);
+	if (done >= 1) {
+		r->tag[j] = r->tag[i];
+		r->tag[i] = HOLE;
+	} else if (ret && !page_resident(at_j)) {
+		r->tag[j] = HOLE;	/* dropped before the move failed */
+	}
+	if (done >= 2)
+		r->tag[drop] = HOLE;
+	if ((done == 3 || (ret && done == 2)) && r->tag[back] == HOLE && page_resident(at_back)) {
+		r->tag[back] = (uint64_t)w->id << 40 | w->next_tag++;
+		tag_page(at_back, r->tag[back]);
+	}
+	return ret;
+}
+
 static void operate(struct worker *w, struct run *r)
 {
 	size_t i = next(w) % r->n, j = next(w) % r->n, perm[MAX_PAGES];
 	uint64_t t, old[MAX_PAGES];
 	int ret = 0;
 
-	switch (next(w) % 4) {
+	switch (next(w) % 5) {
 	case 0:	/* move a page onto a hole, if there is one */
 		for (j = 0; j < r->n && r->tag[j] != HOLE; j++)
 			;
@@ -193,10 +228,13 @@ static void operate(struct worker *w, struct run *r)
 				r->tag[perm[i]] = old[i];
 		}
 		break;
-	default:	/* discard a page */
+	case 3:	/* discard a page */
 		ret = rewire_discard(arena, r->p + i * page_size, page_size);
 		if (!ret)
 			r->tag[i] = HOLE;
+		break;
+	default:
+		ret = buffer_batch(w, r, i, j);
 	}
 	/* Staging and copying may run short of memory; nothing else is an
 	 * excuse: no other thread touches this run. */
