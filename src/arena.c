@@ -76,6 +76,7 @@ static int choose_backend(struct rewire_arena *a, const char *name)
 		a->plan = true;
 		for (i = 0; i < sizeof(backends) / sizeof(backends[0]); i++) {
 			a->backend = backends[i];
+			a->lower = backends[i]->flush_per_call;
 			if (!backends[i]->init(a))
 				return 0;
 		}
@@ -84,6 +85,7 @@ static int choose_backend(struct rewire_arena *a, const char *name)
 	for (i = 0; i < sizeof(backends) / sizeof(backends[0]); i++) {
 		if (!strcmp(name, backends[i]->name)) {
 			a->backend = backends[i];
+			a->lower = backends[i]->flush_per_call;
 			return backends[i]->init(a);
 		}
 	}

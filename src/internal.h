@@ -131,6 +131,7 @@ struct rewire_arena {
 	const struct backend *backend;
 	void *backend_data;
 	bool plan;		/* choose per operation between remap and copy */
+	bool lower;		/* batches run_lowered(): backend->flush_per_call */
 	struct costs costs;
 	/* Measured over modelled cost, copying [0] and remapping [1], by
 	 * log2 of the operation's pages; the planner learns these as it goes

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "bitmap.h"
+#include "fault.h"
 #include "internal.h"
 
 /* Resolve [p, p + len) to pages of live runs. */
@@ -588,6 +589,11 @@ static int run_lowered(struct rewire_arena *a, struct page_op *ops, size_t nops,
 	return ret;
 }
 
+void rw_test_lower_batches(struct rewire_arena *a, bool on)
+{
+	a->lower = on;
+}
+
 /*
  * Claim every page of the batch, validate every operation against the page
  * states the ones before it leave, and hand the batch to the backend. No
@@ -636,8 +642,7 @@ int rewire_batch(struct rewire_arena *a, const struct rewire_op *uops,
 	} else {
 		for (size_t k = nops; k-- > 0;)
 			rw_apply_state(a, &ops[k], true);
-		ret = a->backend->flush_per_call ? run_lowered(a, ops, nops, &res) :
-		      run_mixed(a, ops, nops, &res);
+		ret = a->lower ? run_lowered(a, ops, nops, &res) : run_mixed(a, ops, nops, &res);
 	}
 	release_batch(a, sp, nsp);
 

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/mman.h>
 
+#include "../src/fault.h"
 #include "testlib.h"
 
 #define P 160			/* pages in the arena */
@@ -353,10 +354,10 @@ static size_t cached_stretch(size_t want, size_t *at_page)
 static bool zeroed[P];
 
 /*
- * On a backend that flushes once per call (kmod), a batch's discards move
- * their pages to the lowest free holes and its recycling populates take
- * the lowest cached pages, all in one call, which keeps the pages it took
- * claimed until it has run (rewire_batch(3)).
+ * Batches lowered to moves (kmod's way, forced on or off on every backend):
+ * a batch's discards move their pages to the lowest free holes and its
+ * recycling populates take the lowest cached pages, all in one call, which
+ * keeps the pages it took claimed until it has run (rewire_batch(3)).
  */
 static bool lowering;
 static bool claimed[P];
@@ -681,8 +682,9 @@ static int check_all(bool full)
 	return 0;
 }
 
-/* One random sequence on backend; returns the number of mismatches. */
-static int run_model(const char *backend, long steps)
+/* One random sequence on backend, its batches lowered to moves (as kmod
+ * does) or not; returns the number of mismatches. */
+static int run_model(const char *backend, long steps, bool lowered)
 {
 	struct rewire_options o;
 	long counts[9] = { 0 };
@@ -707,7 +709,9 @@ static int run_model(const char *backend, long steps)
 	memset(m, 0, sizeof(m));
 	nruns = 0;
 	want_ops = want_moved = 0;
-	lowering = !strcmp(rewire_backend_name(arena), "kmod");
+	/* Both ways on every backend: kmod lowers its batches, the others not. */
+	rw_test_lower_batches(arena, lowered);
+	lowering = lowered;
 	base = rewire_alloc(arena, page_size, 0);
 	if (base != NULL)
 		rewire_free(arena, base);
@@ -745,8 +749,10 @@ static int run_model(const char *backend, long steps)
 	     "%ld batches, %ld purges, %ld discards, %ld populate", rewire_backend_name(arena),
 	     backend, counts[0], counts[1], counts[2], counts[7], counts[3], counts[4], counts[5],
 	     counts[6], counts[8]);
-	ok(!errors, "%ld random steps on %s match the model", step, backend);
-	ok(step == steps, "%s: all %ld steps ran", backend, steps);
+	ok(!errors, "%ld random steps on %s%s match the model", step, backend,
+	   lowered ? ", batches lowered" : "");
+	ok(step == steps, "%s%s: all %ld steps ran", backend, lowered ? ", batches lowered" : "",
+	   steps);
 	rewire_arena_destroy(arena);
 	return errors;
 }
@@ -761,12 +767,15 @@ int main(void)
 	test_seed();
 	/* Every backend, unless one is asked for. */
 	if (one) {
-		plan(2);
-		run_model(one, steps);
+		plan(4);
+		run_model(one, steps, false);
+		run_model(one, steps, true);
 	} else {
-		plan(10);
-		for (int i = 0; i < 5; i++)
-			run_model(all[i], steps);
+		plan(20);
+		for (int i = 0; i < 5; i++) {
+			run_model(all[i], steps, false);
+			run_model(all[i], steps, true);
+		}
 	}
 	return done_testing();
 }
