@@ -165,9 +165,10 @@ static void mark_live(struct rewire_arena *a, size_t start, size_t n, bool head)
 	__atomic_add_fetch(&a->nlive, n, __ATOMIC_RELAXED);
 	/* Move the hint past these pages only if it is here and nothing lowered
 	 * it meanwhile; only then is the scan for the next free page needed. */
+	/* Free pages only claimed are free: the hint stops at them. */
 	if (__atomic_load_n(&a->first_free, __ATOMIC_RELAXED) == start)
 		__atomic_compare_exchange_n(&a->first_free, &hint,
-					    bits_find2(a->live, a->busy, start, a->npages, false),
+					    bits_find(a->live, start, a->npages, false),
 					    false, __ATOMIC_RELAXED, __ATOMIC_RELAXED);
 }
 
@@ -176,7 +177,8 @@ static void mark_free(struct rewire_arena *a, size_t start, size_t n)
 	size_t hint = __atomic_load_n(&a->first_free, __ATOMIC_RELAXED);
 
 	bits_clear(a->live, start, n);
-	rw_cache_grew(a, start + n);
+	if (bits_find(a->backed, start, start + n, true) < start + n)
+		rw_cache_grew(a, start + n);
 	__atomic_sub_fetch(&a->nlive, n, __ATOMIC_RELAXED);
 	while (start < hint && !__atomic_compare_exchange_n(&a->first_free, &hint, start, false,
 							    __ATOMIC_RELAXED, __ATOMIC_RELAXED))

@@ -371,14 +371,20 @@ size_t rw_claim_free(struct rewire_arena *a, size_t *i, size_t end, size_t want,
 			continue;
 		j = bits_find2(a->live, a->busy, k, want < end - k ? k + want : end, true);
 		j = bits_find(a->backed, k, j, !backed);
-		if (bits_claim_unless(a->busy, a->live, k, j - k)) {
-			if (bits_all(a->live, k, j - k, false) &&
-			    bits_all(a->backed, k, j - k, backed)) {
-				*i = k;
-				return j - k;
-			}
-			bits_release(a->busy, k, j - k);
+		if (j == k) {
+			/* Page k was taken or changed since it was found. */
+			k++;
+			continue;
 		}
+		/* One of its pages taken meanwhile: look again from k, for the
+		 * rest of the stretch may still be there. */
+		if (!bits_claim_unless(a->busy, a->live, k, j - k))
+			continue;
+		if (bits_all(a->live, k, j - k, false) && bits_all(a->backed, k, j - k, backed)) {
+			*i = k;
+			return j - k;
+		}
+		bits_release(a->busy, k, j - k);
 		k = j;
 	}
 	*i = end;
