@@ -276,49 +276,68 @@ static void grow(const struct allocator *a, size_t max, struct outcome *out)
 struct curve growth_curves[4], run_curves[4];
 int ngrowth_curves, nrun_curves;
 
+/*
+ * The allocators take turns, run r of each in round r, each round led by
+ * another one: backing a gigabyte of fresh pages costs 0.4 to 1 s here
+ * depending on the moment (a virtual machine whose host takes freed pages
+ * back), and an allocator whose runs all fell in a slow moment lost. The
+ * "vs rewire" column and the goals are medians of the ratios within a
+ * round.
+ */
 void bench_growth(size_t max)
 {
-	double t[32], rss[32], times[NALLOC], peaks[NALLOC];
+	double t[NALLOC][32], rss[NALLOC][32], ratio[NALLOC][32], times[NALLOC], peaks[NALLOC];
+	double vs[NALLOC];
+	struct outcome last[NALLOC];
 	const char *section = "growth";
-	int n = 0;
+	int good[NALLOC] = { 0 }, nratio[NALLOC] = { 0 }, n = 0;
 
 	printf("\nrealloc growth: one buffer doubled from 64 KiB to %zu MiB, every page "
 	       "written after each step\n", max >> 20);
 	printf("  %-22s %10s %12s %10s %12s\n", "allocator", "time ms", "peak RSS MiB",
 	       "RSS/size", "vs rewire");
+	for (int r = 0; r < reps; r++) {
+		double round[NALLOC] = { 0 };
+
+		for (int k = 0; k < NALLOC; k++) {
+			int i = (k + r) % NALLOC;
+			struct outcome o;
+
+			progress("growth: round %d of %d, %s", r + 1, reps, allocators[i].name);
+			o = in_child(grow, &allocators[i], max, 2 * max + (64 << 20));
+			if (!o.ok)
+				continue;
+			last[i] = o;
+			round[i] = t[i][good[i]] = o.ns;
+			rss[i][good[i]++] = o.peak;
+		}
+		for (int i = 0; i < NALLOC; i++)
+			if (round[0] > 0 && round[i] > 0)
+				ratio[i][nratio[i]++] = round[i] / round[0];
+	}
+	progress_done();
 	for (int i = 0; i < NALLOC; i++) {
 		const struct allocator *a = &allocators[i];
-		struct outcome o = { 0 };
-		int good = 0;
 
-		for (int r = 0; r < reps; r++) {
-			progress("growth: %s, run %d of %d", a->name, r + 1, reps);
-			o = in_child(grow, a, max, 2 * max + (64 << 20));
-			if (!o.ok)
-				break;
-			t[good] = o.ns;
-			rss[good++] = o.peak;
-		}
-		progress_done();
-		if (!good) {
+		vs[i] = nratio[i] ? median(ratio[i], nratio[i]) : 0;
+		if (!good[i]) {
 			printf("  %-22s %10s\n", a->name, "failed");
 			times[i] = peaks[i] = 0;
 			continue;
 		}
-		times[i] = median(t, good);
-		peaks[i] = median(rss, good);
+		times[i] = median(t[i], good[i]);
+		peaks[i] = median(rss[i], good[i]);
 		printf("  %-22s %10.1f %12.1f %10.2f %12.2f\n", a->name, times[i] / 1e6,
-		       peaks[i] / (1 << 20), peaks[i] / (double)max,
-		       times[0] ? times[i] / times[0] : 0);
+		       peaks[i] / (1 << 20), peaks[i] / (double)max, vs[i]);
 		record(section, a->name, "ms", times[i] / 1e6);
 		record(section, a->name, "peak_rss_bytes", peaks[i]);
 		if (n < 4) {
 			struct curve *c = &growth_curves[n++];
 
 			c->name = a->name;
-			c->n = o.npoints;
-			memcpy(c->x, o.x, sizeof(c->x));
-			memcpy(c->y, o.y, sizeof(c->y));
+			c->n = last[i].npoints;
+			memcpy(c->x, last[i].x, sizeof(c->x));
+			memcpy(c->y, last[i].y, sizeof(c->y));
 		}
 	}
 	ngrowth_curves = n;
@@ -330,10 +349,9 @@ void bench_growth(size_t max)
 		char what[80];
 
 		snprintf(what, sizeof(what), "%s time / rewire time", allocators[i].name);
-		goal(what, times[0] ? times[i] / times[0] : 0, ">= 5", times[i] >= 5 * times[0]);
+		goal(what, vs[i], ">= 5", vs[i] >= 5);
 	}
-	goal("glibc time / rewire time", times[0] ? times[1] / times[0] : 0, ">= 1",
-	     times[1] >= times[0]);
+	goal("glibc time / rewire time", vs[1], ">= 1", vs[1] >= 1);
 	goal("rewire peak RSS / final size", peaks[0] / (double)max, "<= 1.1",
 	     peaks[0] <= 1.1 * (double)max);
 }
