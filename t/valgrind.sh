@@ -10,7 +10,7 @@ case $(od -An -c -N4 "$test" | tr -d ' ') in
 esac
 log=$test.valgrind.log
 export REWIRE_UNDER_VALGRIND=1
-valgrind --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite \
+valgrind --error-exitcode=99 --fair-sched=yes --leak-check=full --errors-for-leak-kinds=definite \
 	--show-leak-kinds=definite --track-fds=no --child-silent-after-fork=yes \
 	--log-file="$log" "$@"
 rc=$?
