@@ -164,8 +164,8 @@ static void mark_live(struct rewire_arena *a, size_t start, size_t n, bool head)
 	bits_set(a->live, start, n);
 	__atomic_add_fetch(&a->nlive, n, __ATOMIC_RELAXED);
 	/* Move the hint past these pages only if it is here and nothing lowered
-	 * it meanwhile; only then is the scan for the next free page needed. */
-	/* Free pages only claimed are free: the hint stops at them. */
+	 * it meanwhile; only then is the scan for the next free page needed. It
+	 * stops at free pages that are only claimed: they are free. */
 	if (__atomic_load_n(&a->first_free, __ATOMIC_RELAXED) == start)
 		__atomic_compare_exchange_n(&a->first_free, &hint,
 					    bits_find(a->live, start, a->npages, false),

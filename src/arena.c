@@ -76,7 +76,6 @@ static int choose_backend(struct rewire_arena *a, const char *name)
 		a->plan = true;
 		for (i = 0; i < sizeof(backends) / sizeof(backends[0]); i++) {
 			a->backend = backends[i];
-			a->lower = backends[i]->flush_per_call;
 			if (!backends[i]->init(a))
 				return 0;
 		}
@@ -85,7 +84,6 @@ static int choose_backend(struct rewire_arena *a, const char *name)
 	for (i = 0; i < sizeof(backends) / sizeof(backends[0]); i++) {
 		if (!strcmp(name, backends[i]->name)) {
 			a->backend = backends[i];
-			a->lower = backends[i]->flush_per_call;
 			return backends[i]->init(a);
 		}
 	}
@@ -282,6 +280,7 @@ int rewire_arena_create(const struct rewire_options *opts,
 		a->backend = NULL;
 		goto fail;
 	}
+	a->lower = a->backend->flush_per_call;
 	*arenap = a;
 	return 0;
 fail:

@@ -153,9 +153,6 @@ void rw_apply_state(struct rewire_arena *a, const struct page_op *op, bool undo)
 		return;
 	}
 	s = page_index(a, op->src);
-	/* A discard lowered to a move fills free pages: they are cached now. */
-	if (!undo && !bit_test(a->live, d))
-		rw_cache_grew(a, d + op->npages);
 	if (undo && op->was)
 		restore_bits(a, op, d);
 	else
@@ -472,6 +469,9 @@ static bool lower_moves(struct rewire_arena *a, struct lowered *l, size_t d, siz
 				return false;
 			}
 			rw_apply_state(a, &l->ops[l->n - 1], false);
+			/* The only move that fills free pages: they are cached now. */
+			if (to_holes)
+				rw_cache_grew(a, from + got);
 			i += got;
 			from += got;
 		}
@@ -526,24 +526,21 @@ static int run_lowered(struct rewire_arena *a, struct page_op *ops, size_t nops,
 	for (k = 0; k < nops && !ret; k++) {
 		struct page_op *op = &ops[k];
 		size_t d = page_index(a, op->dst), n = op->npages;
-		bool all_backed = bits_all(a->backed, d, n, true);
 
 		switch (op->type) {
 		case REWIRE_OP_DISCARD:
-			if (all_backed && lower_moves(a, &l, d, n, true, k))
+			if (bits_all(a->backed, d, n, true) && lower_moves(a, &l, d, n, true, k))
 				continue;
 			break;
 		case REWIRE_OP_POPULATE:
-			if (all_backed || ((op->flags & REWIRE_OP_RECYCLE) &&
-					   lower_moves(a, &l, d, n, false, k)))
+			if (bits_all(a->backed, d, n, true) ||
+			    ((op->flags & REWIRE_OP_RECYCLE) && lower_moves(a, &l, d, n, false, k)))
 				continue;
 			break;
 		case REWIRE_OP_MOVE:
-			if (op->flags & REWIRE_OP_REPLACE) {
-				if (!bits_all(a->backed, d, n, false) &&
-				    !(all_backed && lower_moves(a, &l, d, n, true, k)))
-					break;
-			}
+			if (op->flags & REWIRE_OP_REPLACE && !bits_all(a->backed, d, n, false) &&
+			    !(bits_all(a->backed, d, n, true) && lower_moves(a, &l, d, n, true, k)))
+				break;
 			/* fall through */
 		default:
 			if (lowered_add(&l, *op, k)) {

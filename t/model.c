@@ -337,19 +337,6 @@ static int model_op(const struct rewire_op *op, uint64_t *moved)
 	}
 }
 
-/* The lowest stretch of cached pages, at most want long; its length. */
-static size_t cached_stretch(size_t want, size_t *at_page)
-{
-	size_t c = 0, k;
-
-	while (c < P && (m[c].live || !m[c].backed))
-		c++;
-	for (k = c; k < P && k - c < want && !m[k].live && m[k].backed; k++)
-		;
-	*at_page = c;
-	return k - c;
-}
-
 /* Pages the last populate backed with zeroes. */
 static bool zeroed[P];
 
@@ -452,7 +439,7 @@ static int exec_op(const struct rewire_op *op, uint64_t *moved, uint64_t *extra_
 			continue;
 		for (end = k; end < d + n && !m[end].backed; end++)
 			;
-		got = cached_stretch(end - k, &c);
+		got = free_stretch(true, end - k, &c);
 		if (!got)
 			break;
 		for (size_t q = 0; q < got; q++) {

@@ -145,7 +145,6 @@ static void realloc_run(struct worker *w, struct run *r)
 		tag_run(w, r, keep);
 }
 
-/* A page operation inside one of the thread's runs. */
 /*
  * A buffer manager's batch: page i replaces page j, then a page is dropped
  * and one backed from the cache (on kmod all in one call of the module,
@@ -181,6 +180,7 @@ static int buffer_batch(struct worker *w, struct run *r, size_t i, size_t j)
 	return ret;
 }
 
+/* A page operation inside one of the thread's runs. */
 static void operate(struct worker *w, struct run *r)
 {
 	size_t i = next(w) % r->n, j = next(w) % r->n, perm[MAX_PAGES];
