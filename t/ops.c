@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../src/fault.h"
 #include "testlib.h"
 
 #define NP 96			/* backed pages, followed by NP holes */
@@ -265,13 +266,39 @@ static void mixed_batch(void)
 	rewire_arena_destroy(b);
 }
 
+/*
+ * Pages a lowered discard caches, in an arena that never freed a page, are
+ * what the next recycling populate takes (the search for cached pages stops
+ * at the highest place one may be, which that discard must raise).
+ */
+static void recycled_after_discard(void)
+{
+	struct rewire_arena *b = test_arena(32, 0, 0);
+	char *r = rewire_alloc(b, 4 * page_size, 0), *h = rewire_alloc(b, 4 * page_size,
+									 REWIRE_ALLOC_HOLES);
+	struct rewire_op drop = { REWIRE_OP_DISCARD, 0, r, NULL, 2 * page_size, NULL };
+	struct rewire_op fill = { REWIRE_OP_POPULATE, REWIRE_OP_RECYCLE, h, NULL, 2 * page_size,
+				  NULL };
+	struct rewire_stats s1, s2;
+
+	if (!r || h != r + 4 * page_size)
+		bail("no memory for the recycling test");
+	rw_test_lower_batches(b, true);
+	ok(!rewire_batch(b, &drop, 1, NULL) && !rewire_arena_stats(b, &s1) &&
+	   s1.cached == 2 * page_size, "batches lowered: a discard caches its 2 pages");
+	ok(!rewire_batch(b, &fill, 1, NULL) && !rewire_arena_stats(b, &s2) && s2.cached == 0 &&
+	   s2.pages_remapped + s2.pages_copied - s1.pages_remapped - s1.pages_copied == 2,
+	   "and a recycling populate moves both in");
+	rewire_arena_destroy(b);
+}
+
 int main(void)
 {
 	struct rewire_stats st;
 
 	arena = test_arena(4 * NP, 0, 0);
 	test_seed();
-	plan(29);
+	plan(31);
 	base = rewire_alloc(arena, NP * page_size, 0);
 	ok(base && rewire_alloc(arena, NP * page_size, REWIRE_ALLOC_HOLES) == at(NP),
 	   "a run of %d backed pages followed by one of %d holes", NP, NP);
@@ -324,6 +351,7 @@ int main(void)
 		rewire_arena_destroy(b);
 	}
 	mixed_batch();
+	recycled_after_discard();
 	is_int(0, rewire_arena_stats(arena, &st), "stats");
 	is_int((NP + 8) * (long long)page_size, (long long)st.backed,
 	       "backed bytes: the tags and the 8 cached pages");
