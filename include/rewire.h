@@ -88,6 +88,7 @@ int rewire_arena_create(const struct rewire_options *opts,
 			struct rewire_arena **arenap);
 void rewire_arena_destroy(struct rewire_arena *arena);
 const char *rewire_backend_name(const struct rewire_arena *arena);
+void *rewire_arena_base(const struct rewire_arena *arena);
 int rewire_arena_stats(struct rewire_arena *arena, struct rewire_stats *stats);
 int rewire_purge(struct rewire_arena *arena);
 

@@ -1,5 +1,8 @@
-/* Page runs: first-fit allocation over the arena's page bitmaps, free, and
- * realloc that grows in place or moves pages through the backend. */
+/* Layer 3: allocation. Page runs (first fit over the arena's pages, free,
+ * realloc that grows in place or moves pages through the plan), the
+ * threads' caches of runs, the lock budget's policy (what is dropped when
+ * it is short), the cache of freed pages, and populate and discard of
+ * claimed pages. */
 #include "config.h"
 
 #include <errno.h>
@@ -29,163 +32,6 @@ static void unlock(struct rewire_arena *a)
 }
 
 /*
- * Claim the lowest n pages that are free and unclaimed from from on, and
- * return their index, or npages. No lock: a claim that fails (another call
- * took a page first) moves the search on, and one that succeeds is checked
- * again, as pages change state only under a claim.
- */
-static size_t claim_free_from(struct rewire_arena *a, size_t n, size_t i)
-{
-	size_t end = a->npages;
-
-	while (n <= end && (i = bits_find2(a->live, a->busy, i, end - n + 1, false)) <= end - n) {
-		size_t j = bits_find2(a->live, a->busy, i, i + n, true);
-
-		if (j < i + n) {
-			i = j;
-			continue;
-		}
-		/* Only free pages: a claim of a live page, however short, could
-		 * make its owner's call fail. */
-		if (bits_claim_unless(a->busy, a->live, i, n)) {
-			if (bits_all(a->live, i, n, false))
-				return i;
-			bits_release(a->busy, i, n);
-		}
-		i++;
-	}
-	return end;
-}
-
-/*
- * first_free is a hint: no free page below it, as far as this thread saw.
- * Threads may leave it too high for a moment, so a search that finds
- * nothing from it looks again from the start.
- */
-static size_t claim_free(struct rewire_arena *a, size_t n)
-{
-	size_t from = __atomic_load_n(&a->first_free, __ATOMIC_RELAXED);
-	size_t i = claim_free_from(a, n, from);
-
-	return i == a->npages && from ? claim_free_from(a, n, 0) : i;
-}
-
-/*
- * Claim n free pages that are all holes, to stage pages in, or NULL. Cached
- * pages are left alone: staging never changes what the arena holds. No
- * lock: pages change state only under a claim, so once the claim is taken
- * they are checked again.
- */
-char *rw_claim_stage(struct rewire_arena *a, size_t n)
-{
-	size_t i, end = a->npages;
-
-	for (i = __atomic_load_n(&a->first_free, __ATOMIC_RELAXED); i < end;) {
-		size_t stop;
-
-		i = bits_find2(a->live, a->busy, i, end, false);
-		i = bits_find(a->backed, i, end, false);
-		if (i >= end || bit_test(a->live, i) || bit_test(a->busy, i))
-			continue;
-		/* No further than n: the free stretch may be most of the arena. */
-		stop = bits_find2(a->live, a->busy, i, n < end - i ? i + n : end, true);
-		stop = bits_find(a->backed, i, stop, true);
-		if (stop - i < n) {
-			i = stop;
-			continue;
-		}
-		if (bits_claim_unless(a->busy, a->live, i, n)) {
-			if (bits_all(a->live, i, n, false) && bits_all(a->backed, i, n, false))
-				return page_addr(a, i);
-			bits_release(a->busy, i, n);
-		}
-		i++;
-	}
-	return NULL;
-}
-
-/*
- * Claim pages of live runs for a call of their owner. Another call holds
- * them (EBUSY, false), or a search for free pages touched them for an
- * instant: a few tries tell which.
- */
-bool rw_claim(struct rewire_arena *a, size_t start, size_t n)
-{
-	for (int tries = 0; tries < 32; tries++) {
-		if (bits_claim(a->busy, start, n))
-			return true;
-		if (tries % 8 == 7)
-			sched_yield();
-	}
-	return false;
-}
-
-void rw_release(struct rewire_arena *a, const char *p, size_t n)
-{
-	bits_release(a->busy, page_index(a, p), n);
-}
-
-/* The run starting at p, or -EINVAL. */
-static int run_at(const struct rewire_arena *a, const void *p, size_t *start, size_t *n)
-{
-	uintptr_t addr = (uintptr_t)p, base = (uintptr_t)a->base;
-
-	if (addr < base || addr - base >= a->npages << a->page_shift ||
-	    addr & (a->page_size - 1))
-		return -EINVAL;
-	*start = page_index(a, p);
-	if (!bit_test(a->head, *start))
-		return -EINVAL;
-	/*
-	 * A run ends at the first free page or at the next run's head. A
-	 * neighbour being allocated or freed changes both without a lock: read
-	 * until two readings agree.
-	 */
-	for (size_t prev = 0, tries = 0; tries < 16; tries++) {
-		*n = bits_find_end(a->live, a->head, *start + 1, a->npages) - *start;
-		if (*n == prev)
-			break;
-		prev = *n;
-	}
-	return 0;
-}
-
-/*
- * Claimed pages become a run, or free. The counters and the hint are kept
- * with atomics: no lock. The head is set before the pages are live, so that
- * no run before them seems to grow into them.
- */
-static void mark_live(struct rewire_arena *a, size_t start, size_t n, bool head)
-{
-	size_t hint = start;
-
-	if (head)
-		bits_set(a->head, start, 1);
-	bits_set(a->live, start, n);
-	__atomic_add_fetch(&a->nlive, n, __ATOMIC_RELAXED);
-	/* Move the hint past these pages only if it is here and nothing lowered
-	 * it meanwhile; only then is the scan for the next free page needed. It
-	 * stops at free pages that are only claimed: they are free. */
-	if (__atomic_load_n(&a->first_free, __ATOMIC_RELAXED) == start)
-		__atomic_compare_exchange_n(&a->first_free, &hint,
-					    bits_find(a->live, start, a->npages, false),
-					    false, __ATOMIC_RELAXED, __ATOMIC_RELAXED);
-}
-
-static void mark_free(struct rewire_arena *a, size_t start, size_t n)
-{
-	size_t hint = __atomic_load_n(&a->first_free, __ATOMIC_RELAXED);
-
-	bits_clear(a->live, start, n);
-	if (bits_find(a->backed, start, start + n, true) < start + n)
-		rw_cache_grew(a, start + n);
-	__atomic_sub_fetch(&a->nlive, n, __ATOMIC_RELAXED);
-	while (start < hint && !__atomic_compare_exchange_n(&a->first_free, &hint, start, false,
-							    __ATOMIC_RELAXED, __ATOMIC_RELAXED))
-		;
-}
-
-/*
  * Free claimed pages and release them: holes the program touched are
  * discarded first, without the lock (dropped if the caller holds it), so
  * the pages go back holding only what the arena counts (backed pages stay,
@@ -201,11 +47,8 @@ static void free_claimed(struct rewire_arena *a, size_t start, size_t n, bool he
 		if (locked)
 			lock(a);
 	}
-	/* Not live first, then no head: no run before it seems to grow into
-	 * it; and both before the claim goes, so no new run loses its head. */
-	mark_free(a, start, n);
-	if (head)
-		bits_clear(a->head, start, 1);
+	/* Before the claim goes, so no new run loses its head. */
+	rw_mark_free(a, start, n, head);
 	bits_release(a->busy, start, n);
 }
 
@@ -248,32 +91,37 @@ static int populate_claimed(struct rewire_arena *a, size_t start, size_t n, bool
  */
 static int reserve(struct rewire_arena *a, size_t start, size_t n, size_t *holes, bool locked)
 {
-	size_t used = __atomic_load_n(&a->nbacked, __ATOMIC_RELAXED);
 	int ret = 0;
 
 	*holes = n - bits_count(a->backed, start, n);
-	while (used + *holes <= a->budget_pages)
-		if (__atomic_compare_exchange_n(&a->nbacked, &used, used + *holes, true,
-						__ATOMIC_RELAXED, __ATOMIC_RELAXED))
-			return 0;
+	if (rw_budget_take(a, *holes))
+		return 0;
 	/* Pages kept in threads' caches go back first, as cache. */
 	rw_flush_tcaches(a);
 	if (!locked)
 		lock(a);
-	if (__atomic_load_n(&a->nbacked, __ATOMIC_RELAXED) - rw_cached_pages(a) + *holes >
-	    a->budget_pages)
-		ret = -ENOMEM;
-	else
-		rw_drop_cache(a);
-	/* Another thread may have taken the room meanwhile, or kept the
-	 * pages the drop would have given back. */
-	used = __atomic_load_n(&a->nbacked, __ATOMIC_RELAXED);
-	while (!ret) {
-		if (used + *holes > a->budget_pages)
+	for (int tries = 0;; tries++) {
+		/* What the cache, and drops in progress, would give back. */
+		size_t used = __atomic_load_n(&a->nbacked, __ATOMIC_RELAXED);
+		size_t spare = rw_cached_pages(a) + __atomic_load_n(&a->dropping, __ATOMIC_RELAXED);
+
+		if (*holes > a->budget_pages ||
+		    (used > spare ? used - spare : 0) > a->budget_pages - *holes) {
 			ret = -ENOMEM;
-		else if (__atomic_compare_exchange_n(&a->nbacked, &used, used + *holes, true,
-						     __ATOMIC_RELAXED, __ATOMIC_RELAXED))
 			break;
+		}
+		rw_drop_cache(a);
+		if (rw_budget_take(a, *holes))
+			break;
+		/* Another thread took the room meanwhile, or is still dropping
+		 * pages: look again, a bounded number of times. */
+		if (tries == 64) {
+			ret = -ENOMEM;
+			break;
+		}
+		unlock(a);
+		sched_yield();
+		lock(a);
 	}
 	if (!locked)
 		unlock(a);
@@ -293,7 +141,7 @@ static int back_claimed(struct rewire_arena *a, size_t start, size_t n, bool zer
 	ret = populate_claimed(a, start, n, zero);
 	lock(a);
 	if (ret) {
-		__atomic_sub_fetch(&a->nbacked, holes, __ATOMIC_RELAXED);
+		rw_budget_give(a, holes);
 		return ret;
 	}
 	bits_set(a->backed, start, n);
@@ -314,31 +162,31 @@ static void make_holes(struct rewire_arena *a, size_t start, size_t n, bool lock
 	if (locked)
 		lock(a);
 	bits_clear(a->backed, start, n);
-	__atomic_sub_fetch(&a->nbacked, backed, __ATOMIC_RELAXED);
+	rw_budget_give(a, backed);
 }
 
 /*
- * Thread caches (doc/threads.md). A thread's slot is fixed when it first
- * calls; an arena keeps no cache until a second slot calls it, so that a
- * program with one thread gets exact first fit.
+ * Thread caches (doc/threads.md). An arena keeps no cache until a second
+ * thread calls it, so that a program with one thread gets exact first fit.
+ * Slots go round the threads; a thread that would share the first user's
+ * slot takes the next one instead.
  */
-static __thread int my_slot = -1;
-static int next_slot;
-
-static struct tcache *my_tcache(struct rewire_arena *a)
+static struct slot *my_tcache(struct rewire_arena *a)
 {
-	int first = -1;
+	unsigned long me = rw_thread_id(), first = 0;
+	unsigned int k = rw_slot();
 
-	if (my_slot < 0)
-		my_slot = __atomic_fetch_add(&next_slot, 1, __ATOMIC_RELAXED) % TCACHE_SLOTS;
 	if (!__atomic_load_n(&a->shared, __ATOMIC_RELAXED)) {
-		if (__atomic_compare_exchange_n(&a->first_slot, &first, my_slot, false,
+		if (__atomic_compare_exchange_n(&a->first_user, &first, me, false,
 						__ATOMIC_RELAXED, __ATOMIC_RELAXED) ||
-		    first == my_slot)
+		    first == me)
 			return NULL;
 		__atomic_store_n(&a->shared, true, __ATOMIC_RELAXED);
 	}
-	return &a->tcache[my_slot];
+	first = __atomic_load_n(&a->first_user, __ATOMIC_RELAXED);
+	if (me != first && k == (first - 1) % SLOTS)
+		k = (k + 1) % SLOTS;
+	return &a->slot[k];
 }
 
 /*
@@ -348,7 +196,7 @@ static struct tcache *my_tcache(struct rewire_arena *a)
  */
 static size_t tcache_pages(const struct rewire_arena *a)
 {
-	size_t share = a->npages / (4 * (size_t)TCACHE_SLOTS);
+	size_t share = a->npages / (4 * (size_t)SLOTS);
 
 	return share < TCACHE_PAGES ? share : TCACHE_PAGES;
 }
@@ -356,14 +204,13 @@ static size_t tcache_pages(const struct rewire_arena *a)
 /* Free a claimed run that a cache gave up. */
 static void uncache(struct rewire_arena *a, size_t start, size_t n)
 {
-	mark_free(a, start, n);
-	bits_clear(a->head, start, 1);
+	rw_mark_free(a, start, n, true);
 	bits_release(a->busy, start, n);
 }
 
 /* The smallest cached run of n pages or more: its first n pages, still
  * claimed, live and a run, or npages. */
-static size_t tcache_take(struct rewire_arena *a, struct tcache *tc, size_t n)
+static size_t tcache_take(struct rewire_arena *a, struct slot *tc, size_t n)
 {
 	size_t best = TCACHE_RUNS, start = a->npages;
 
@@ -377,7 +224,7 @@ static size_t tcache_take(struct rewire_arena *a, struct tcache *tc, size_t n)
 		tc->run[best].n -= n;
 		/* What is left stays a run of its own, so the one taken ends. */
 		if (tc->run[best].n)
-			bits_set(a->head, start + n, 1);
+			rw_split_run(a, start + n);
 		else
 			memmove(&tc->run[best], &tc->run[best + 1],
 				(--tc->nruns - best) * sizeof(tc->run[0]));
@@ -388,7 +235,7 @@ static size_t tcache_take(struct rewire_arena *a, struct tcache *tc, size_t n)
 }
 
 /* Keep a claimed run, giving up the oldest ones to make room. */
-static void tcache_put(struct rewire_arena *a, struct tcache *tc, size_t start, size_t n)
+static void tcache_put(struct rewire_arena *a, struct slot *tc, size_t start, size_t n)
 {
 	size_t out[TCACHE_RUNS][2], nout = 0;
 
@@ -412,10 +259,12 @@ size_t rw_flush_tcaches(struct rewire_arena *a)
 {
 	size_t total = 0;
 
-	for (int k = 0; k < TCACHE_SLOTS; k++) {
-		struct tcache *tc = &a->tcache[k];
+	for (int k = 0; k < SLOTS; k++) {
+		struct slot *tc = &a->slot[k];
 		size_t out[TCACHE_RUNS][2], nout;
 
+		if (!__atomic_load_n(&tc->pages, __ATOMIC_RELAXED))
+			continue;
 		pthread_mutex_lock(&tc->lock);
 		nout = tc->nruns;
 		for (size_t i = 0; i < nout; i++) {
@@ -433,19 +282,89 @@ size_t rw_flush_tcaches(struct rewire_arena *a)
 	return total;
 }
 
+/* The cached runs that overlap [start, start + n) become free pages; how
+ * many pages there were. */
+static size_t flush_tcache_range(struct rewire_arena *a, size_t start, size_t n)
+{
+	size_t total = 0;
+
+	for (int k = 0; k < SLOTS; k++) {
+		struct slot *tc = &a->slot[k];
+		size_t out[TCACHE_RUNS][2], nout = 0;
+
+		if (!__atomic_load_n(&tc->pages, __ATOMIC_RELAXED))
+			continue;
+		pthread_mutex_lock(&tc->lock);
+		for (size_t i = 0; i < tc->nruns;) {
+			if (tc->run[i].start < start + n && start < tc->run[i].start + tc->run[i].n) {
+				out[nout][0] = tc->run[i].start;
+				out[nout++][1] = tc->run[i].n;
+				__atomic_store_n(&tc->pages, tc->pages - tc->run[i].n, __ATOMIC_RELAXED);
+				memmove(&tc->run[i], &tc->run[i + 1], (--tc->nruns - i) * sizeof(tc->run[0]));
+			} else {
+				i++;
+			}
+		}
+		pthread_mutex_unlock(&tc->lock);
+		for (size_t i = 0; i < nout; i++) {
+			uncache(a, out[i][0], out[i][1]);
+			total += out[i][1];
+		}
+	}
+	return total;
+}
+
 size_t rw_tcache_pages(struct rewire_arena *a)
 {
 	size_t n = 0;
 
-	for (int k = 0; k < TCACHE_SLOTS; k++)
-		n += __atomic_load_n(&a->tcache[k].pages, __ATOMIC_RELAXED);
+	for (int k = 0; k < SLOTS; k++)
+		n += __atomic_load_n(&a->slot[k].pages, __ATOMIC_RELAXED);
 	return n;
+}
+
+/* Cached pages a drop claims at a time: others wait for them at most this
+ * long a discard. */
+#define DROP_CHUNK 512
+
+/*
+ * Free pages that still hold data become holes again, a chunk at a time.
+ * Called with the lock held and returns with it held, but drops it while
+ * the kernel discards a chunk, which is claimed meanwhile: no allocation
+ * takes those pages, and they count against the budget until they are
+ * gone (reserve() counts them in dropping).
+ */
+int rw_drop_cache(struct rewire_arena *a)
+{
+	int ret = 0;
+	size_t n;
+
+	for (size_t i = 0; (n = rw_claim_free(a, &i, a->npages, DROP_CHUNK, true)); i += n) {
+		int err;
+
+		__atomic_add_fetch(&a->dropping, n, __ATOMIC_RELAXED);
+		unlock(a);
+		err = rw_pages_discard(a, i, n);
+		/* Recorded before the claim goes: an allocation that claims the
+		 * pages next must see holes, or it would count them as backed
+		 * and take no budget for them. */
+		if (!err) {
+			bits_clear(a->backed, i, n);
+			rw_budget_give(a, n);
+		} else if (!ret) {
+			ret = err;
+		}
+		bits_release(a->busy, i, n);
+		__atomic_sub_fetch(&a->dropping, n, __ATOMIC_RELAXED);
+		lock(a);
+	}
+	return ret;
 }
 
 /* No lock, but to give the cache back when the budget is short. */
 void *rewire_alloc(struct rewire_arena *a, size_t len, unsigned int flags)
 {
-	struct tcache *tc;
+	struct slot *tc;
 	size_t n, start, holes;
 	int ret;
 
@@ -471,15 +390,15 @@ void *rewire_alloc(struct rewire_arena *a, size_t len, unsigned int flags)
 		bits_release(a->busy, start, n);
 		return page_addr(a, start);
 	}
-	start = claim_free(a, n);
+	start = rw_claim_run(a, n);
 	/* Threads' caches may hold what is missing. */
 	if (start == a->npages && rw_flush_tcaches(a))
-		start = claim_free(a, n);
+		start = rw_claim_run(a, n);
 	if (start == a->npages) {
 		errno = ENOMEM;
 		return NULL;
 	}
-	mark_live(a, start, n, true);
+	rw_mark_live(a, start, n, true);
 	if (flags & REWIRE_ALLOC_HOLES) {
 		make_holes(a, start, n, false);
 		bits_release(a->busy, start, n);
@@ -494,10 +413,9 @@ void *rewire_alloc(struct rewire_arena *a, size_t len, unsigned int flags)
 			return page_addr(a, start);
 		}
 		/* The budget taken goes back. */
-		__atomic_sub_fetch(&a->nbacked, holes, __ATOMIC_RELAXED);
+		rw_budget_give(a, holes);
 	}
-	mark_free(a, start, n);
-	bits_clear(a->head, start, 1);
+	rw_mark_free(a, start, n, true);
 	bits_release(a->busy, start, n);
 	errno = -ret;
 	return NULL;
@@ -511,7 +429,7 @@ void *rewire_zalloc(struct rewire_arena *a, size_t len)
 /* No lock: the run is claimed, then freed. */
 int rewire_free(struct rewire_arena *a, void *p)
 {
-	struct tcache *tc;
+	struct slot *tc;
 	size_t start, n, again;
 
 	if (!a)
@@ -521,7 +439,7 @@ int rewire_free(struct rewire_arena *a, void *p)
 	if (!p)
 		return 0;
 	for (int tries = 0;; tries++) {
-		int ret = run_at(a, p, &start, &n);
+		int ret = rw_run_at(a, p, &start, &n);
 
 		if (ret)
 			return ret;
@@ -530,7 +448,7 @@ int rewire_free(struct rewire_arena *a, void *p)
 			return -EBUSY;
 		/* Claimed: it cannot change now. Is it the run it seemed? A
 		 * neighbour that was being freed may have made it seem longer. */
-		if (!run_at(a, p, &start, &again) && again == n)
+		if (!rw_run_at(a, p, &start, &again) && again == n)
 			break;
 		bits_release(a->busy, start, n);
 		if (tries == 8)
@@ -558,12 +476,30 @@ size_t rewire_usable_size(struct rewire_arena *a, const void *p)
 		errno = EFAULT;
 		return 0;
 	}
-	ret = run_at(a, p, &start, &n);
+	ret = rw_run_at(a, p, &start, &n);
 	if (ret) {
 		errno = -ret;
 		return 0;
 	}
 	return n << a->page_shift;
+}
+
+/* Apply checked operations on claimed pages, whose state change is already
+ * recorded, through the plan. The lock, held on entry and exit, is dropped
+ * while the backend works; on failure the state of the operations not
+ * applied is rolled back. */
+static int apply_unlocked(struct rewire_arena *a, const struct page_op *ops, size_t nops,
+			  size_t *done)
+{
+	struct apply_result res = { 0, 0, 0 };
+	int ret;
+
+	unlock(a);
+	ret = rw_backend_apply(a, ops, nops, &res);
+	lock(a);
+	rw_record(a, ops, nops, &res, ret);
+	*done = res.done;
+	return ret;
 }
 
 /* Move every backed page of [to, to + n) back to [from, from + n). */
@@ -579,7 +515,7 @@ static int move_back(struct rewire_arena *a, size_t from, size_t to, size_t n)
 					 .src = page_addr(a, k), .npages = m - k };
 		bits_set(a->backed, from + (k - to), m - k);
 		bits_clear(a->backed, k, m - k);
-		if (rw_ops_apply(a, &back, 1, &done))
+		if (apply_unlocked(a, &back, 1, &done))
 			return -EIO;
 		k = m;
 	}
@@ -598,26 +534,9 @@ static int move_run(struct rewire_arena *a, size_t from, size_t to, size_t n)
 	size_t nops = 0, done, i = from, end = from + n;
 	int ret = 0;
 
+	/* Where copying moves the pages, it goes a stretch at a time within
+	 * the lock budget (plan.c). */
 	make_holes(a, to, n, true);
-	/*
-	 * A copying backend needs new pages: take them all before anything
-	 * moves, so the move cannot fail halfway and need undoing (which would
-	 * need pages too).
-	 */
-	unlock(a);
-	for (size_t k = from; !a->backend->remap && (k = bits_find(a->backed, k, end, true)) < end;) {
-		size_t m = bits_find(a->backed, k, end, false);
-
-		ret = rw_pages_populate(a, to + (k - from), m - k);
-		if (ret) {
-			rw_pages_discard(a, to, n);
-			break;
-		}
-		k = m;
-	}
-	lock(a);
-	if (ret)
-		return ret;
 	while ((i = bits_find(a->backed, i, end, true)) < end) {
 		size_t j = bits_find(a->backed, i, end, false);
 
@@ -630,7 +549,7 @@ static int move_run(struct rewire_arena *a, size_t from, size_t to, size_t n)
 		if (nops < sizeof(ops) / sizeof(ops[0]) &&
 		    bits_find(a->backed, i, end, true) < end)
 			continue;
-		ret = rw_ops_apply(a, ops, nops, &done);
+		ret = apply_unlocked(a, ops, nops, &done);
 		if (ret) {
 			/* The page states now say exactly what moved. */
 			if (ret == -EIO || move_back(a, from, to, n))
@@ -642,26 +561,16 @@ static int move_run(struct rewire_arena *a, size_t from, size_t to, size_t n)
 	return 0;
 }
 
-/* Claim the n free pages at i, unless one of them is live or claimed. */
-static bool claim_free_at(struct rewire_arena *a, size_t i, size_t n)
-{
-	if (n > a->npages - i || !bits_claim_unless(a->busy, a->live, i, n))
-		return false;
-	/* Claimed first, then checked: pages change state only under a claim. */
-	if (bits_all(a->live, i, n, false))
-		return true;
-	bits_release(a->busy, i, n);
-	return false;
-}
-
 /*
- * Lock held; the run [start, start + old_n) is claimed by the caller. If
- * in_place, fail with -ENOSPC rather than move it.
+ * Lock held; the run [start, start + old_n) is claimed by the caller, and
+ * the lock is dropped while free pages are searched for (a search may wait
+ * for pages another call holds). If in_place, fail with -ENOSPC rather
+ * than move it.
  */
 static int resize(struct rewire_arena *a, size_t start, size_t old_n, size_t new_n,
 		  size_t *new_start, bool in_place)
 {
-	size_t to, grow = new_n - old_n, tail = start + old_n, used;
+	size_t to, grow = new_n - old_n, tail = start + old_n, used, spare;
 	bool short_of_budget, got_tail;
 	int ret;
 
@@ -672,24 +581,29 @@ static int resize(struct rewire_arena *a, size_t start, size_t old_n, size_t new
 			free_claimed(a, start + new_n, old_n - new_n, false, true);
 		return 0;
 	}
-	got_tail = claim_free_at(a, tail, grow);
-	/* Threads' caches may hold the pages after the run. */
-	if (!got_tail && in_place && rw_flush_tcaches(a))
-		got_tail = claim_free_at(a, tail, grow);
+	unlock(a);
+	got_tail = rw_claim_at(a, tail, grow);
+	/* A thread's cache may hold the pages after the run: that run alone
+	 * goes back, so a call that fails gives back nothing. */
+	if (!got_tail && flush_tcache_range(a, tail, grow))
+		got_tail = rw_claim_at(a, tail, grow);
+	lock(a);
 	if (got_tail) {
-		mark_live(a, tail, grow, false);
+		rw_mark_live(a, tail, grow, false);
 		ret = back_claimed(a, tail, grow, false);
 		if (ret)
-			mark_free(a, tail, grow);
+			rw_mark_free(a, tail, grow, false);
 		bits_release(a->busy, tail, grow);
 		return ret;
 	}
 	if (in_place)
 		return -ENOSPC;
-	to = claim_free(a, new_n);
+	unlock(a);
+	to = rw_claim_run(a, new_n);
 	/* Threads' caches may hold what is missing. */
 	if (to == a->npages && rw_flush_tcaches(a))
-		to = claim_free(a, new_n);
+		to = rw_claim_run(a, new_n);
+	lock(a);
 	if (to == a->npages)
 		return -ENOMEM;
 	/*
@@ -704,13 +618,13 @@ static int resize(struct rewire_arena *a, size_t start, size_t old_n, size_t new
 	if (short_of_budget)
 		rw_flush_tcaches(a);
 	/* The new place is claimed, so its cached pages count apart. */
-	if (short_of_budget && used - rw_cached_pages(a) - bits_count(a->backed, to, new_n) +
-	    grow > a->budget_pages) {
+	spare = rw_cached_pages(a) + bits_count(a->backed, to, new_n);
+	if (short_of_budget && (used > spare ? used - spare : 0) + grow > a->budget_pages) {
 		bits_release(a->busy, to, new_n);
 		return -ENOMEM;
 	}
 	/* A run already, so no other run grows into it. */
-	mark_live(a, to, new_n, true);
+	rw_mark_live(a, to, new_n, true);
 	if (short_of_budget) {
 		make_holes(a, to, new_n, true);
 		rw_drop_cache(a);
@@ -749,14 +663,14 @@ static int resize_run(struct rewire_arena *a, void *p, size_t len, bool in_place
 	for (int tries = 0;; tries++) {
 		size_t again;
 
-		ret = run_at(a, p, &start, &old_n);
+		ret = rw_run_at(a, p, &start, &old_n);
 		/* Another thread operates on the run, frees or resizes it. */
 		if (!ret && !rw_claim(a, start, old_n))
 			ret = -EBUSY;
 		if (ret)
 			break;
 		/* As in rewire_free: the run it seemed? */
-		if (!run_at(a, p, &start, &again) && again == old_n)
+		if (!rw_run_at(a, p, &start, &again) && again == old_n)
 			break;
 		bits_release(a->busy, start, old_n);
 		if (tries == 8) {
@@ -824,7 +738,8 @@ static int recycle_into(struct rewire_arena *a, size_t start, size_t n)
 	size_t end = start + n, i = start;
 
 	while ((i = bits_find(a->backed, i, end, false)) < end) {
-		size_t j = bits_find(a->backed, i, end, true), from, got, done;
+		size_t j = bits_find(a->backed, i, end, true), from, got;
+		struct apply_result res = { 0, 0, 0 };
 		struct page_op op;
 		int ret;
 
@@ -834,13 +749,14 @@ static int recycle_into(struct rewire_arena *a, size_t start, size_t n)
 			return 0;
 		op = (struct page_op){ .type = REWIRE_OP_MOVE, .dst = page_addr(a, i),
 				       .src = page_addr(a, from), .npages = got };
-		bits_set(a->backed, i, got);
-		bits_clear(a->backed, from, got);
-		lock(a);
+		rw_apply_state(a, &op, false);
 		/* On failure the page states say again where the pages are. */
-		ret = rw_ops_apply(a, &op, 1, &done);
-		unlock(a);
-		bits_release(a->busy, from, got);
+		ret = rw_backend_apply(a, &op, 1, &res);
+		rw_record(a, &op, 1, &res, ret);
+		/* After EIO the pages may be in either place: keep the cached
+		 * ones claimed, as a stage is, so nothing reuses them. */
+		if (ret != -EIO)
+			bits_release(a->busy, from, got);
 		if (ret)
 			return ret == -EIO ? ret : 0;
 		i += got;
@@ -861,7 +777,7 @@ int rw_populate_claimed(struct rewire_arena *a, size_t start, size_t n, bool rec
 	if (!ret && holes) {
 		ret = populate_claimed(a, start, n, false);
 		if (ret)
-			__atomic_sub_fetch(&a->nbacked, holes, __ATOMIC_RELAXED);
+			rw_budget_give(a, holes);
 		else
 			bits_set(a->backed, start, n);
 	}
@@ -877,7 +793,7 @@ int rw_discard_claimed(struct rewire_arena *a, size_t start, size_t n)
 
 	if (!ret) {
 		bits_clear(a->backed, start, n);
-		__atomic_sub_fetch(&a->nbacked, backed, __ATOMIC_RELAXED);
+		rw_budget_give(a, backed);
 	}
 	return ret;
 }

@@ -9,7 +9,6 @@
 #include <sys/ioctl.h>
 #include <unistd.h>
 
-#include "fault.h"
 #include "internal.h"
 #include "rewire_uapi.h"
 
@@ -103,19 +102,6 @@ static uint64_t pages_moved(const struct page_op *op)
 	return n;
 }
 
-/* Hand one operation to the planner, which copies what cannot move. */
-static int plan_one(struct rewire_arena *a, const struct page_op *op,
-		    struct apply_result *res)
-{
-	struct apply_result one = { 0, 0, 0 };
-	int ret = rw_plan_apply(a, op, 1, &one);
-
-	res->remapped += one.remapped;
-	res->copied += one.copied;
-	res->done += one.done;
-	return ret;
-}
-
 /* How many of ops, from the first, fit one call of the module. */
 static size_t fits(const struct kmod *k, const struct page_op *ops, size_t nops)
 {
@@ -130,8 +116,9 @@ static size_t fits(const struct kmod *k, const struct page_op *ops, size_t nops)
 /*
  * The whole batch goes to the module, as few calls as its bounds allow. An
  * operation the module refuses (a page pinned, shared or being migrated, a
- * zero page where a hole should be) is handed alone to the planner, which
- * moves what it can and copies the rest; then the module takes over again.
+ * zero page where a hole should be) or that is larger than one call is
+ * handed back alone for the planner (RW_APPLY_PLAN), which moves what it
+ * can and copies the rest; then the module takes over again.
  */
 static int kmod_apply(struct rewire_arena *a, const struct page_op *ops,
 		      size_t nops, struct apply_result *res)
@@ -140,9 +127,6 @@ static int kmod_apply(struct rewire_arena *a, const struct page_op *ops,
 	struct rewire_dev_op *dev;
 	int retries = 0, ret = 0;
 
-	/* Injected faults are the planner's: let it drive the module. */
-	if (rw_fault_armed())
-		return rw_plan_apply(a, ops, nops, res);
 	/* Each call its own: threads send batches in parallel. */
 	dev = calloc(nops < k->info.max_ops ? nops : k->info.max_ops, sizeof(*dev));
 	if (!dev)
@@ -154,10 +138,8 @@ static int kmod_apply(struct rewire_arena *a, const struct page_op *ops,
 
 		if (n == 0) {
 			/* Larger than one call: the planner splits it. */
-			ret = plan_one(a, rest, res);
-			if (ret)
-				break;
-			continue;
+			ret = RW_APPLY_PLAN;
+			break;
 		}
 		for (size_t i = 0; i < n; i++)
 			to_dev_op(&rest[i], &dev[i]);
@@ -173,10 +155,8 @@ static int kmod_apply(struct rewire_arena *a, const struct page_op *ops,
 			continue;
 		if (ret == -ENOMEM || ret == -EINTR)
 			break;
-		retries = 0;
-		ret = plan_one(a, ops + res->done, res);
-		if (ret)
-			break;
+		ret = RW_APPLY_PLAN;
+		break;
 	}
 	free(dev);
 	return ret;

@@ -171,6 +171,23 @@ static inline size_t bits_find_end(const uint64_t *a, const uint64_t *b, size_t 
 	return end;
 }
 
+/*
+ * Last index in [start, end) where any of the three maps has its bit set
+ * (v), or none has (!v); SIZE_MAX if there is none: a search from the top.
+ */
+static inline size_t bits_rfind3(const uint64_t *a, const uint64_t *b, const uint64_t *c,
+				 size_t start, size_t end, bool v)
+{
+	for (size_t w = start < end ? (end - 1) / BITS_PER_WORD + 1 : 0; w-- > start / BITS_PER_WORD;) {
+		uint64_t x = word_at(a, w) | word_at(b, w) | word_at(c, w);
+
+		x = (v ? x : ~x) & word_mask(w, start, end);
+		if (x)
+			return w * BITS_PER_WORD + BITS_PER_WORD - 1 - (size_t)__builtin_clzll(x);
+	}
+	return SIZE_MAX;
+}
+
 static inline bool bits_all(const uint64_t *map, size_t start, size_t n, bool v)
 {
 	return bits_find(map, start, start + n, !v) == start + n;

@@ -41,11 +41,16 @@ struct costs {
 };
 
 /*
- * One mechanism that moves pages. A batch goes to the backend in one call:
- * to apply() if it has one, else to rw_plan_apply(), which uses remap(). Either
- * way ops[0, done) end fully applied and every later operation not applied
- * at all, whatever happens; that is the invariant of rewire(7).
+ * One mechanism that moves pages. A batch goes to the backend in one call
+ * (rw_backend_apply): to apply() if it has one, else to the planner, which
+ * uses remap(). Either way ops[0, done) end fully applied and every later
+ * operation not applied at all, whatever happens; that is the invariant of
+ * rewire(7). apply() starts at ops[res->done] and returns 0 when all are
+ * done, -errno, or RW_APPLY_PLAN: ops[res->done] is one for the planner
+ * (too large, or refused), after which apply() is called again.
  */
+#define RW_APPLY_PLAN 1
+
 struct backend {
 	const char *name;
 	/* Called once the arena is mapped; -EOPNOTSUPP when unusable here. */
@@ -80,35 +85,43 @@ extern const struct backend rw_backend_uffd;
 extern const struct backend rw_backend_mremap;
 
 /*
- * Runs freed by the threads of one slot, kept for their next allocations
- * (doc/threads.md): still live runs, and claimed, in the arena's bitmaps, so
- * nothing else takes or operates on them. Only once an arena is shared by
- * threads; oldest first.
+ * Threads are given slots 0 to SLOTS - 1 in turn (pages.c, rw_slot()). What
+ * a slot writes sits on cache lines of its own, so threads in different
+ * slots never write a common line for it: its share of the counters, which
+ * the statistics sum, where it last staged pages, and its cache of runs.
+ *
+ * The cache (alloc.c, doc/threads.md): runs freed by the slot's threads,
+ * kept for their next allocations, still live runs and claimed in the
+ * arena's bitmaps so nothing else takes or operates on them; oldest first.
+ * Only once an arena is shared by threads.
  */
-#define TCACHE_SLOTS 16
+#define SLOTS 16
 #define TCACHE_RUNS 8
 #define TCACHE_PAGES 1024	/* at most; see tcache_pages() */
 
-struct tcache {
-	pthread_mutex_t lock;
+struct slot {
+	pthread_mutex_t lock;	/* the cache's */
 	size_t nruns;
 	size_t pages;		/* read without the lock by statistics */
 	struct {
 		size_t start, n;
 	} run[TCACHE_RUNS];
+	/* Written with relaxed atomics: threads may share a slot. */
+	uint64_t batches, ops, pages_remapped, pages_copied;
+	long live;		/* pages made live less pages made free */
+	size_t stage;		/* where its last stage began, or SIZE_MAX */
 } __attribute__((aligned(64)));
 
+#define ON_OWN_LINE __attribute__((aligned(64)))
+
 /*
- * An arena. lock guards the search for free pages, the claiming of pages
- * (busy), and the counters; it is held only while bitmaps and counters are
- * read and changed, never across a system call (doc/threads.md). A call
- * first claims the pages it will work on, under the lock, then does its
- * system calls without it, then takes it again to record the outcome and
- * release its claim. Pages another call has claimed are refused (EBUSY) or,
- * by allocation, skipped.
+ * An arena. Pages change state only under a claim (busy bits, pages.c);
+ * lock serializes only realloc and the dropping of cached pages, and is
+ * never held across a system call (doc/threads.md). The fields every call
+ * reads come first and are written only at creation; each field that many
+ * threads write has a cache line of its own.
  */
 struct rewire_arena {
-	pthread_mutex_t lock;
 	char *base;
 	size_t npages;
 	size_t page_size;
@@ -123,26 +136,33 @@ struct rewire_arena {
 	uint64_t *head;		/* first page of a live run */
 	uint64_t *backed;	/* holds data (committed against the budget) */
 	uint64_t *busy;		/* claimed by a call in progress */
-	size_t nlive;
-	size_t nbacked;		/* backed pages, and those being backed */
-	size_t first_free;	/* no free page below this index */
-	size_t cache_top;	/* no cached page at or above this index */
+	/* One per bitmap word: changes of its live and head bits, for
+	 * readers that must see them whole (pages.c). */
+	uint64_t *seq;
 
 	const struct backend *backend;
 	void *backend_data;
 	bool plan;		/* choose per operation between remap and copy */
 	bool lower;		/* batches run_lowered(): backend->flush_per_call */
 	struct costs costs;
+
 	/* Measured over modelled cost, copying [0] and remapping [1], by
 	 * log2 of the operation's pages; the planner learns these as it goes
-	 * (read and written atomically). */
-	double correction[2][SIZE_CLASSES];
+	 * (read and written atomically, rarely written). */
+	double correction[2][SIZE_CLASSES] ON_OWN_LINE;
 
-	uint64_t batches, ops, pages_remapped, pages_copied;
+	size_t nbacked ON_OWN_LINE;	/* backed pages, and those being backed */
+	size_t first_free ON_OWN_LINE;	/* no free page below this index */
+	size_t cache_top ON_OWN_LINE;	/* no cached page at or above this index */
 
-	int first_slot;		/* the thread slot of the first caller, or -1 */
-	bool shared;		/* another slot has called since: caches on */
-	struct tcache tcache[TCACHE_SLOTS];
+	/* The arena's first user, until another thread calls: caches on. */
+	unsigned long first_user ON_OWN_LINE;
+	bool shared;
+
+	pthread_mutex_t lock ON_OWN_LINE;
+	size_t dropping;	/* cached pages being discarded now; lock held */
+
+	struct slot slot[SLOTS];
 };
 
 extern unsigned long rw_fork_generation;
@@ -207,35 +227,59 @@ static inline int rw_page_range(const struct rewire_arena *a, const void *p, siz
 	return 0;
 }
 
-/* arena.c */
+/*
+ * The layers of src/, bottom first. Each file calls only the layers below
+ * it; the backends are driven by the plan and call only layers 0 and 1.
+ */
+
+/* Layer 0, sys.c: system calls on the arena's memory, and the clock. */
+int rw_map_arena(size_t len, int node, bool unlocked, char **out);
+int rw_map_holes(struct rewire_arena *a, size_t start, size_t n);
 int rw_pages_populate(struct rewire_arena *a, size_t start, size_t n);
 int rw_pages_discard(struct rewire_arena *a, size_t start, size_t n);
-void rw_discard_hole_pages(struct rewire_arena *a, size_t start, size_t n);
-size_t rw_cached_pages(const struct rewire_arena *a);
-size_t rw_claim_free(struct rewire_arena *a, size_t *i, size_t end, size_t want, bool backed);
-int rw_drop_cache(struct rewire_arena *a);
-int rw_map_holes(struct rewire_arena *a, size_t start, size_t n);
-
+double rw_now_ns(void);
 void rw_copy_costs(struct costs *c);
 
-/* alloc.c */
+/* Layer 1, pages.c: the page states, the claims and the searches, the lock
+ * budget and the counters. */
+extern __thread bool rw_undoing;	/* moving pages back after a failure */
+unsigned long rw_thread_id(void);
+unsigned int rw_slot(void);
 bool rw_claim(struct rewire_arena *a, size_t start, size_t n);
+void rw_release(struct rewire_arena *a, const char *p, size_t n);
+size_t rw_claim_run(struct rewire_arena *a, size_t n);
+bool rw_claim_at(struct rewire_arena *a, size_t i, size_t n);
+char *rw_claim_stage(struct rewire_arena *a, size_t n);
+void rw_release_stage(struct rewire_arena *a, char *stage, size_t n);
+size_t rw_claim_free(struct rewire_arena *a, size_t *i, size_t end, size_t want, bool backed);
+size_t rw_cached_pages(const struct rewire_arena *a);
+int rw_run_at(const struct rewire_arena *a, const void *p, size_t *start, size_t *n);
+void rw_mark_live(struct rewire_arena *a, size_t start, size_t n, bool head);
+void rw_mark_free(struct rewire_arena *a, size_t start, size_t n, bool head);
+void rw_split_run(struct rewire_arena *a, size_t i);
+void rw_page_states(const struct rewire_arena *a, size_t start, size_t n, unsigned char *vec);
+void rw_discard_hole_pages(struct rewire_arena *a, size_t start, size_t n);
+bool rw_budget_take(struct rewire_arena *a, size_t n);
+size_t rw_budget_take_upto(struct rewire_arena *a, size_t want);
+void rw_budget_give(struct rewire_arena *a, size_t n);
+void rw_count(struct rewire_arena *a, uint64_t batches, uint64_t ops, uint64_t remapped,
+	      uint64_t copied);
+size_t rw_live_pages(const struct rewire_arena *a);
+
+/* Layer 2, plan.c: applying checked operations through the backend. */
+void rw_apply_state(struct rewire_arena *a, const struct page_op *op, bool undo);
+int rw_backend_apply(struct rewire_arena *a, const struct page_op *ops, size_t nops,
+		     struct apply_result *res);
+void rw_record(struct rewire_arena *a, const struct page_op *ops, size_t nops,
+	       const struct apply_result *res, int ret);
+
+/* Layer 3, alloc.c: runs, thread caches, the budget's policy, the cache. */
 size_t rw_flush_tcaches(struct rewire_arena *a);
 size_t rw_tcache_pages(struct rewire_arena *a);
-char *rw_claim_stage(struct rewire_arena *a, size_t n);
-void rw_release(struct rewire_arena *a, const char *p, size_t n);
-
-/* plan.c */
-extern __thread bool rw_undoing;	/* moving pages back after a failure */
-double rw_now_ns(void);
-int rw_plan_apply(struct rewire_arena *a, const struct page_op *ops, size_t nops,
-	       struct apply_result *res);
-
-/* ops.c */
-void rw_apply_state(struct rewire_arena *a, const struct page_op *op, bool undo);
-int rw_ops_apply(struct rewire_arena *a, const struct page_op *ops, size_t nops,
-	      size_t *done);
+int rw_drop_cache(struct rewire_arena *a);
 int rw_populate_claimed(struct rewire_arena *a, size_t start, size_t n, bool recycle);
 int rw_discard_claimed(struct rewire_arena *a, size_t start, size_t n);
+
+/* Layer 4, ops.c and arena.c: the public calls. */
 
 #endif

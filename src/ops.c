@@ -1,5 +1,7 @@
-/* Page operations: validate every operation once against the arena's page
- * states, then hand the whole batch to the backend in one call. */
+/* Layer 4: the page operations. Validate every operation once against the
+ * arena's page states, then hand the whole batch to the backend in one
+ * call (plan.c); discards and populates go through the allocation layer,
+ * which keeps the budget. */
 #include "config.h"
 
 #include <errno.h>
@@ -126,40 +128,6 @@ static bool overlap(const void *x, const void *y, size_t len)
 	return a < b ? b - a < len : a - b < len;
 }
 
-/* Put back the backed bits saved in op->was over [start, start + n). */
-static void restore_bits(struct rewire_arena *a, const struct page_op *op, size_t start)
-{
-	for (size_t i = 0; i < op->npages; i++)
-		bits_assign(a->backed, start + i, 1, op->was[i / BITS_PER_WORD] >> (i % BITS_PER_WORD) & 1);
-}
-
-/*
- * The backed/hole state an operation changes: moves, and, while a batch is
- * checked, discards, populates and replacing moves, whose earlier state is
- * kept in op->was to be put back.
- */
-void rw_apply_state(struct rewire_arena *a, const struct page_op *op, bool undo)
-{
-	size_t d, s;
-
-	if (op->type == REWIRE_OP_SWAP || op->type == REWIRE_OP_PERMUTE)
-		return;
-	d = page_index(a, op->dst);
-	if (op->type != REWIRE_OP_MOVE) {
-		if (undo)
-			restore_bits(a, op, d);
-		else
-			bits_assign(a->backed, d, op->npages, op->type == REWIRE_OP_POPULATE);
-		return;
-	}
-	s = page_index(a, op->src);
-	if (undo && op->was)
-		restore_bits(a, op, d);
-	else
-		bits_assign(a->backed, d, op->npages, !undo);
-	bits_assign(a->backed, s, op->npages, undo);
-}
-
 /* Keep the backed bits an operation may overwrite, to undo it. */
 static int save_bits(const struct rewire_arena *a, struct page_op *op)
 {
@@ -271,54 +239,6 @@ static int check_op(const struct rewire_arena *a, const struct rewire_op *uop,
 	}
 }
 
-/* The counters, updated without the lock. */
-static void count(struct rewire_arena *a, const struct apply_result *res)
-{
-	__atomic_add_fetch(&a->batches, 1, __ATOMIC_RELAXED);
-	__atomic_add_fetch(&a->ops, res->done, __ATOMIC_RELAXED);
-	__atomic_add_fetch(&a->pages_remapped, res->remapped, __ATOMIC_RELAXED);
-	__atomic_add_fetch(&a->pages_copied, res->copied, __ATOMIC_RELAXED);
-}
-
-/* The outcome of a backend call: operations not applied get their state
- * back, and the counters count. The pages are claimed. */
-static void record(struct rewire_arena *a, const struct page_op *ops, size_t nops,
-		   const struct apply_result *res, int ret)
-{
-	if (ret)
-		for (size_t i = nops; i-- > res->done;)
-			rw_apply_state(a, &ops[i], true);
-	count(a, res);
-}
-
-static int backend_apply(struct rewire_arena *a, const struct page_op *ops, size_t nops,
-			 struct apply_result *res)
-{
-	return a->backend->apply ? a->backend->apply(a, ops, nops, res) :
-	       rw_plan_apply(a, ops, nops, res);
-}
-
-/*
- * Run already validated operations on claimed pages, whose state change is
- * already recorded (realloc's moves). Called with the lock held; the backend
- * runs without it. On failure the state of the operations not applied is
- * rolled back.
- */
-int rw_ops_apply(struct rewire_arena *a, const struct page_op *ops, size_t nops,
-	      size_t *done)
-{
-	struct apply_result res = { 0, 0, 0 };
-	int ret;
-
-	pthread_mutex_unlock(&a->lock);
-	ret = backend_apply(a, ops, nops, &res);
-	pthread_mutex_lock(&a->lock);
-
-	record(a, ops, nops, &res, ret);
-	*done = res.done;
-	return ret;
-}
-
 /* Whether a batch holds operations that the library, not the backend, runs. */
 static bool needs_library(const struct page_op *ops, size_t nops)
 {
@@ -349,7 +269,7 @@ static int run_mixed(struct rewire_arena *a, struct page_op *ops, size_t nops,
 			ret = ops[k].type == REWIRE_OP_DISCARD ? rw_discard_claimed(a, d, ops[k].npages) :
 			      rw_populate_claimed(a, d, ops[k].npages, ops[k].flags & REWIRE_OP_RECYCLE);
 			if (!ret) {
-				__atomic_add_fetch(&a->ops, 1, __ATOMIC_RELAXED);
+				rw_count(a, 0, 1, 0, 0);
 				res->done++;
 				k++;
 			}
@@ -367,8 +287,8 @@ static int run_mixed(struct rewire_arena *a, struct page_op *ops, size_t nops,
 		     ops[j].type == REWIRE_OP_PERMUTE ||
 		     (ops[j].type == REWIRE_OP_MOVE && (j == k || !ops[j].was))); j++)
 			rw_apply_state(a, &ops[j], false);
-		ret = backend_apply(a, ops + k, j - k, &part);
-		record(a, ops + k, j - k, &part, ret);
+		ret = rw_backend_apply(a, ops + k, j - k, &part);
+		rw_record(a, ops + k, j - k, &part, ret);
 		res->done += part.done;
 		res->remapped += part.remapped;
 		res->copied += part.copied;
@@ -489,19 +409,22 @@ static int lowered_run(struct rewire_arena *a, struct lowered *l, const struct p
 		       size_t user_from, size_t user_to, struct apply_result *res)
 {
 	struct apply_result part = { 0, 0, 0 };
-	int ret = l->n ? backend_apply(a, l->ops, l->n, &part) : 0;
+	int ret = l->n ? rw_backend_apply(a, l->ops, l->n, &part) : 0;
 
 	if (l->n)
-		record(a, l->ops, l->n, &part, ret);
+		rw_record(a, l->ops, l->n, &part, ret);
 	if (ret && part.done < l->n)
 		user_to = l->from[part.done];
 	for (size_t u = user_from; u < user_to; u++)
 		if (uops[u].type == REWIRE_OP_DISCARD || uops[u].type == REWIRE_OP_POPULATE)
-			__atomic_add_fetch(&a->ops, 1, __ATOMIC_RELAXED);
+			rw_count(a, 0, 1, 0, 0);
 	res->done = user_to;
 	res->remapped += part.remapped;
 	res->copied += part.copied;
-	release_batch(a, l->claims, l->nclaims);
+	/* After EIO the pages may be anywhere among them: keep them claimed,
+	 * as a stage is, so nothing reuses them. */
+	if (ret != -EIO)
+		release_batch(a, l->claims, l->nclaims);
 	l->n = 0;
 	l->nclaims = 0;
 	return ret;
@@ -569,7 +492,7 @@ static int run_lowered(struct rewire_arena *a, struct page_op *ops, size_t nops,
 			}
 		}
 		if (!ret) {
-			__atomic_add_fetch(&a->ops, 1, __ATOMIC_RELAXED);
+			rw_count(a, 0, 1, 0, 0);
 			res->done = k + 1;
 		}
 	}
@@ -634,8 +557,8 @@ int rewire_batch(struct rewire_arena *a, const struct rewire_op *uops,
 		for (size_t k = i; k-- > 0;)
 			rw_apply_state(a, &ops[k], true);
 	} else if (!needs_library(ops, nops)) {
-		ret = backend_apply(a, ops, nops, &res);
-		record(a, ops, nops, &res, ret);
+		ret = rw_backend_apply(a, ops, nops, &res);
+		rw_record(a, ops, nops, &res, ret);
 	} else {
 		for (size_t k = nops; k-- > 0;)
 			rw_apply_state(a, &ops[k], true);

@@ -1,6 +1,8 @@
-/* How a batch is applied: adjacent moves coalesce into runs, each operation
- * is done by remapping page-table entries or by copying, whichever the
- * arena's cost model says is cheaper, and every operation is all-or-nothing. */
+/* Layer 2: how checked operations are applied. A batch goes to the
+ * backend; for a backend without a batch call of its own, adjacent moves
+ * coalesce into runs, each operation is done by remapping page-table
+ * entries or by copying, whichever the arena's cost model says is cheaper,
+ * and every operation is all-or-nothing. Calls only layers 0 and 1. */
 #include "config.h"
 
 #include <errno.h>
@@ -8,7 +10,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "bitmap.h"
@@ -16,8 +17,6 @@
 #include "internal.h"
 
 #define EAGAIN_RETRIES 100
-
-__thread bool rw_undoing;
 
 /*
  * Fault injection for the tests (src/fault.h): page attempts nth to
@@ -63,24 +62,6 @@ static size_t fault_check(size_t n)
 	return fault.nth > first ? (size_t)(fault.nth - first) : 0;
 }
 
-/* Move n pages into the holes at dst by copying: back dst first, so running
- * out of memory is an error rather than a fault halfway. Unless undoing,
- * dst is known to be holes, and what populating it left is dropped. */
-static int copy_move(struct rewire_arena *a, char *dst, char *src, size_t n, bool undo)
-{
-	size_t d = page_index(a, dst);
-	int ret = fault_check(n) < n ? -fault.err : rw_pages_populate(a, d, n);
-
-	if (ret) {
-		if (!undo)
-			rw_pages_discard(a, d, n);
-		return ret;
-	}
-	memcpy(dst, src, n << a->page_shift);
-	rw_pages_discard(a, page_index(a, src), n);
-	return 0;
-}
-
 /*
  * Copying swaps and permutations goes through one page of scratch, each
  * call its own so that threads copy in parallel. It is not locked memory,
@@ -117,6 +98,78 @@ static char *scratch_page(const struct rewire_arena *a)
 static void free_scratch(const struct rewire_arena *a, char *scratch)
 {
 	explicit_bzero(scratch, a->page_size);
+}
+
+/*
+ * Move one page into the hole at dst by way of the scratch page, when the
+ * lock budget has no room for the page's new place: the old place is
+ * discarded first, so no more pages are backed at any moment. Only if the
+ * kernel then refuses to back either place is the page's data lost: -EIO.
+ */
+static int bounce_move(struct rewire_arena *a, char *dst, char *src, bool undo)
+{
+	char *scratch = scratch_page(a);
+	int ret = 0;
+
+	if (!scratch)
+		return -ENOMEM;
+	memcpy(scratch, src, a->page_size);
+	rw_pages_discard(a, page_index(a, src), 1);
+	if (!rw_pages_populate(a, page_index(a, dst), 1)) {
+		memcpy(dst, scratch, a->page_size);
+	} else {
+		if (!undo)
+			rw_pages_discard(a, page_index(a, dst), 1);
+		ret = rw_pages_populate(a, page_index(a, src), 1) ? -EIO : -ENOMEM;
+		if (ret == -ENOMEM)
+			memcpy(src, scratch, a->page_size);
+	}
+	free_scratch(a, scratch);
+	return ret;
+}
+
+/* Pages one stretch of a copying move takes from the budget at most. */
+#define COPY_STRETCH 64
+
+/*
+ * Move n pages into the holes at dst by copying, a stretch at a time, each
+ * stretch's new pages taken from the lock budget and backed before they
+ * are filled (so running out of memory is an error, not a fault halfway),
+ * the old ones discarded after and their budget given back. If a stretch
+ * fails, those before it are moved back (-EIO if that fails too). Unless
+ * undoing, dst is known to be holes, and what populating it left is
+ * dropped.
+ */
+static int copy_move(struct rewire_arena *a, char *dst, char *src, size_t n, bool undo)
+{
+	size_t off = 0, ps = a->page_size;
+	int ret = 0;
+
+	if (fault_check(n) < n)
+		return -fault.err;
+	while (off < n && !ret) {
+		size_t m = rw_budget_take_upto(a, n - off < COPY_STRETCH ? n - off : COPY_STRETCH);
+		size_t d = page_index(a, dst + off * ps);
+
+		if (!m) {
+			ret = bounce_move(a, dst + off * ps, src + off * ps, undo);
+			off += !ret;
+			continue;
+		}
+		ret = rw_pages_populate(a, d, m);
+		if (ret) {
+			if (!undo)
+				rw_pages_discard(a, d, m);
+		} else {
+			memcpy(dst + off * ps, src + off * ps, m * ps);
+			rw_pages_discard(a, page_index(a, src + off * ps), m);
+			off += m;
+		}
+		rw_budget_give(a, m);
+	}
+	if (ret && ret != -EIO && off && copy_move(a, src, dst, off, true))
+		ret = -EIO;
+	return ret;
 }
 
 static int copy_swap(struct rewire_arena *a, char *x, char *y, size_t n)
@@ -386,7 +439,7 @@ static int do_swap(struct rewire_arena *a, const struct page_op *op,
 			a->backend->tidy(a, stage, n);
 		/* After EIO pages may be left in the stage: keep it claimed. */
 		if (ret != -EIO)
-			rw_release(a, stage, n);
+			rw_release_stage(a, stage, n);
 		learn(a, true, n, remap_ns, t0);
 		return counted(res, &before, ret, 2 * n);
 	}
@@ -558,7 +611,7 @@ static int do_permute(struct rewire_arena *a, const struct page_op *op,
 		s[k++] = (struct step){ op->dst, stage, n };
 	}
 	if (!k && moved) {
-		rw_release(a, stage, stage_len);
+		rw_release_stage(a, stage, stage_len);
 		goto copy;
 	}
 	t0 = rw_now_ns();
@@ -566,7 +619,7 @@ static int do_permute(struct rewire_arena *a, const struct page_op *op,
 	if (ret != -EIO && a->backend->tidy)
 		a->backend->tidy(a, stage, stage_len);
 	if (ret != -EIO)
-		rw_release(a, stage, stage_len);
+		rw_release_stage(a, stage, stage_len);
 	learn(a, true, n, remap_ns, t0);
 	ret = counted(res, &before, ret, moved);
 	goto out;
@@ -602,8 +655,8 @@ static size_t coalesce(const struct rewire_arena *a, const struct page_op *ops,
 	return i;
 }
 
-int rw_plan_apply(struct rewire_arena *a, const struct page_op *ops, size_t nops,
-	       struct apply_result *res)
+static int plan_apply(struct rewire_arena *a, const struct page_op *ops, size_t nops,
+		      struct apply_result *res)
 {
 	struct page_op run;
 	int ret = 0;
@@ -631,63 +684,72 @@ int rw_plan_apply(struct rewire_arena *a, const struct page_op *ops, size_t nops
 	return ret;
 }
 
-/* For the cost measurements and the mremap backend's recounts. */
-double rw_now_ns(void)
+/*
+ * Hand checked operations, whose state change is already recorded, to the
+ * backend: its own batch call if it has one (with injected faults, the
+ * planner drives it instead), and the planner for what that refuses.
+ */
+int rw_backend_apply(struct rewire_arena *a, const struct page_op *ops, size_t nops,
+		     struct apply_result *res)
 {
-	struct timespec ts;
+	int ret;
 
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1e9 + ts.tv_nsec;
-}
+	if (!a->backend->apply || rw_fault_armed())
+		return plan_apply(a, ops, nops, res);
+	while ((ret = a->backend->apply(a, ops, nops, res)) == RW_APPLY_PLAN) {
+		struct apply_result one = { 0, 0, 0 };
 
-static struct costs measured_copy;
-static pthread_once_t copy_once = PTHREAD_ONCE_INIT;
-
-/* Nanoseconds per call of moving n pages back and forth between two areas. */
-static double time_copy_move(char *x, char *y, size_t n, size_t ps, int reps)
-{
-	double t = rw_now_ns();
-
-	for (int r = 0; r < reps; r++) {
-		char *dst = r & 1 ? x : y, *src = r & 1 ? y : x;
-
-		madvise(dst, n * ps, MADV_POPULATE_WRITE);
-		memcpy(dst, src, n * ps);
-		madvise(src, n * ps, MADV_DONTNEED);
+		ret = plan_apply(a, ops + res->done, 1, &one);
+		res->remapped += one.remapped;
+		res->copied += one.copied;
+		res->done += one.done;
+		if (ret)
+			break;
 	}
-	return (rw_now_ns() - t) / reps;
+	return ret;
 }
 
-/* Measure copying on this machine, once per process, in about a millisecond,
- * on a private unlocked mapping. */
-static void measure_copy(void)
+/* Put back the backed bits saved in op->was over [start, start + n). */
+static void restore_bits(struct rewire_arena *a, const struct page_op *op, size_t start)
 {
-	size_t ps = (size_t)sysconf(_SC_PAGESIZE), n = 64;
-	char *p = mmap(NULL, 2 * n * ps, PROT_READ | PROT_WRITE,
-		       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	double t, one, many;
+	for (size_t i = 0; i < op->npages; i++)
+		bits_assign(a->backed, start + i, 1, op->was[i / BITS_PER_WORD] >> (i % BITS_PER_WORD) & 1);
+}
 
-	/* Typical figures of a current x86-64 machine, if measuring fails. */
-	measured_copy = (struct costs){ 350, 1500, 600, 0, 0 };
-	if (p == MAP_FAILED)
+/*
+ * The backed/hole state an operation changes: moves, and, while a batch is
+ * checked, discards, populates and replacing moves, whose earlier state is
+ * kept in op->was to be put back.
+ */
+void rw_apply_state(struct rewire_arena *a, const struct page_op *op, bool undo)
+{
+	size_t d, s;
+
+	if (op->type == REWIRE_OP_SWAP || op->type == REWIRE_OP_PERMUTE)
 		return;
-	memset(p, 1, 2 * n * ps);
-	memcpy(p + n * ps, p, n * ps);
-	t = rw_now_ns();
-	for (int r = 0; r < 8; r++)
-		memcpy(p + (r & 1 ? 0 : n) * ps, p + (r & 1 ? n : 0) * ps, n * ps);
-	measured_copy.copy_page = (rw_now_ns() - t) / (8.0 * n);
-	madvise(p + n * ps, n * ps, MADV_DONTNEED);
-	one = time_copy_move(p, p + n * ps, 1, ps, 64);
-	many = time_copy_move(p, p + n * ps, n, ps, 8);
-	measured_copy.copy_per_page = many > one ? (many - one) / (n - 1) : many / n;
-	measured_copy.copy_call = one > measured_copy.copy_per_page ?
-				  one - measured_copy.copy_per_page : 0;
-	munmap(p, 2 * n * ps);
+	d = page_index(a, op->dst);
+	if (op->type != REWIRE_OP_MOVE) {
+		if (undo)
+			restore_bits(a, op, d);
+		else
+			bits_assign(a->backed, d, op->npages, op->type == REWIRE_OP_POPULATE);
+		return;
+	}
+	s = page_index(a, op->src);
+	if (undo && op->was)
+		restore_bits(a, op, d);
+	else
+		bits_assign(a->backed, d, op->npages, !undo);
+	bits_assign(a->backed, s, op->npages, undo);
 }
 
-void rw_copy_costs(struct costs *c)
+/* The outcome of a backend call: operations not applied get their state
+ * back, and the counters count. The pages are claimed. */
+void rw_record(struct rewire_arena *a, const struct page_op *ops, size_t nops,
+	       const struct apply_result *res, int ret)
 {
-	pthread_once(&copy_once, measure_copy);
-	*c = measured_copy;
+	if (ret)
+		for (size_t i = nops; i-- > res->done;)
+			rw_apply_state(a, &ops[i], true);
+	rw_count(a, 1, res->done, res->remapped, res->copied);
 }
