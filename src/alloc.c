@@ -96,20 +96,22 @@ static int reserve(struct rewire_arena *a, size_t start, size_t n, size_t *holes
 	*holes = n - bits_count(a->backed, start, n);
 	if (rw_budget_take(a, *holes))
 		return 0;
-	/* Pages kept in threads' caches go back first, as cache. */
-	rw_flush_tcaches(a);
 	if (!locked)
 		lock(a);
 	for (int tries = 0;; tries++) {
-		/* What the cache, and drops in progress, would give back. */
+		/* What the cache, the threads' caches and drops in progress
+		 * would give back. */
 		size_t used = __atomic_load_n(&a->nbacked, __ATOMIC_RELAXED);
-		size_t spare = rw_cached_pages(a) + __atomic_load_n(&a->dropping, __ATOMIC_RELAXED);
+		size_t spare = rw_cached_pages(a) + rw_tcache_pages(a) +
+			       __atomic_load_n(&a->dropping, __ATOMIC_RELAXED);
 
 		if (*holes > a->budget_pages ||
 		    (used > spare ? used - spare : 0) > a->budget_pages - *holes) {
 			ret = -ENOMEM;
 			break;
 		}
+		/* Pages kept in threads' caches go back first, as cache. */
+		rw_flush_tcaches(a);
 		rw_drop_cache(a);
 		if (rw_budget_take(a, *holes))
 			break;
@@ -282,12 +284,40 @@ size_t rw_flush_tcaches(struct rewire_arena *a)
 	return total;
 }
 
-/* The cached runs that overlap [start, start + n) become free pages; how
- * many pages there were. */
-static size_t flush_tcache_range(struct rewire_arena *a, size_t start, size_t n)
+/* Pages of [start, start + n) in threads' cached runs. */
+static size_t tcache_pages_in(struct rewire_arena *a, size_t start, size_t n)
 {
 	size_t total = 0;
 
+	for (int k = 0; k < SLOTS; k++) {
+		struct slot *tc = &a->slot[k];
+
+		if (!__atomic_load_n(&tc->pages, __ATOMIC_RELAXED))
+			continue;
+		pthread_mutex_lock(&tc->lock);
+		for (size_t i = 0; i < tc->nruns; i++) {
+			size_t lo = tc->run[i].start > start ? tc->run[i].start : start;
+			size_t hi = tc->run[i].start + tc->run[i].n;
+
+			hi = hi < start + n ? hi : start + n;
+			total += hi > lo ? hi - lo : 0;
+		}
+		pthread_mutex_unlock(&tc->lock);
+	}
+	return total;
+}
+
+/*
+ * The cached runs that overlap [start, start + n) become free pages, but
+ * only when they are all that is live there, so that a call that cannot
+ * have those pages gives back nothing; how many pages there were.
+ */
+static size_t flush_tcache_range(struct rewire_arena *a, size_t start, size_t n)
+{
+	size_t total = 0, live = bits_count(a->live, start, n);
+
+	if (!live || tcache_pages_in(a, start, n) != live)
+		return 0;
 	for (int k = 0; k < SLOTS; k++) {
 		struct slot *tc = &a->slot[k];
 		size_t out[TCACHE_RUNS][2], nout = 0;
