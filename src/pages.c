@@ -286,20 +286,13 @@ static bool claim_holes_at(struct rewire_arena *a, size_t i, size_t n)
 	return false;
 }
 
-/*
- * Claim n free pages that are all holes, to stage pages in, or NULL. Cached
- * pages are left alone: staging never changes what the arena holds. The
- * slot's last stage first, then the highest such pages: the free end of
- * the arena, away from where first fit allocates, and each slot's stage
- * apart from the others'.
- */
-char *rw_claim_stage(struct rewire_arena *a, size_t n)
-{
-	size_t last = __atomic_load_n(&a->slot[rw_slot()].stage, __ATOMIC_RELAXED);
-	size_t lo = rw_free_floor(a), hi = a->npages;
+/* Pages a slot's stages keep apart from the next slot's: a cache line of
+ * each bitmap. */
+#define STAGE_APART 512
 
-	if (last <= a->npages - n && claim_holes_at(a, last, n))
-		return page_addr(a, last);
+/* Claim the highest n free holes in [lo, hi), or NULL. */
+static char *stage_below(struct rewire_arena *a, size_t n, size_t lo, size_t hi)
+{
 	while (hi > lo && hi - lo >= n) {
 		size_t e = bits_rfind3(a->live, a->busy, a->backed, lo, hi, false), b;
 
@@ -315,6 +308,27 @@ char *rw_claim_stage(struct rewire_arena *a, size_t n)
 		}
 	}
 	return NULL;
+}
+
+/*
+ * Claim n free pages that are all holes, to stage pages in, or NULL. Cached
+ * pages are left alone: staging never changes what the arena holds. The
+ * slot's last stage first, then the highest such pages: the free end of
+ * the arena, away from where first fit allocates, each slot's below the
+ * one before's where the arena has room for that.
+ */
+char *rw_claim_stage(struct rewire_arena *a, size_t n)
+{
+	unsigned int k = rw_slot();
+	size_t last = __atomic_load_n(&a->slot[k].stage, __ATOMIC_RELAXED);
+	size_t lo = rw_free_floor(a), hi = a->npages, apart = (size_t)k * STAGE_APART;
+	char *p = NULL;
+
+	if (last <= a->npages - n && claim_holes_at(a, last, n))
+		return page_addr(a, last);
+	if (lo < hi && apart < hi - lo && n <= hi - lo - apart)
+		p = stage_below(a, n, lo, hi - apart);
+	return p ? p : stage_below(a, n, lo, hi);
 }
 
 /* The stage is free again; the slot tries the same pages next time. */
