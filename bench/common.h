@@ -43,6 +43,7 @@ void bench_compaction(size_t npages);
 void bench_threads(void);
 void bench_bufferpool(void);
 void bench_scale(void);
+void bench_overhead(void);
 
 /* Data for --plot, filled by the sections. */
 struct curve {

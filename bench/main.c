@@ -17,7 +17,7 @@ static void usage(FILE *f)
 {
 	fprintf(f, "usage: rewire-bench [--quick | --full] [--size BYTES] [--pages N] [--ops N]\n"
 		   "                    [--reps R] [--only SECTIONS] [--csv FILE] [--plot FILE.png]\n"
-		   "sections: growth, churn, compaction, moves, threads, bufferpool, scale\n");
+		   "sections: growth, churn, compaction, moves, threads, bufferpool, scale, overhead\n");
 }
 
 static bool wanted(const char *only, const char *section)
@@ -175,6 +175,8 @@ int main(int argc, char **argv)
 		bench_bufferpool();
 	if (wanted(only, "scale"))
 		bench_scale();
+	if (wanted(only, "overhead"))
+		bench_overhead();
 	/* Not by default: it compares kernel paths, for make bench-vm. */
 	if (only && wanted(only, "kernel"))
 		bench_kernel(pages);

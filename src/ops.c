@@ -45,6 +45,19 @@ static int by_start(const void *x, const void *y)
 	return (a->start > b->start) - (a->start < b->start);
 }
 
+/* Insertion sort: a batch of a few operations needs no call of qsort. */
+static void sort_few(struct span *sp, size_t k)
+{
+	for (size_t i = 1; i < k; i++) {
+		struct span x = sp[i];
+		size_t j = i;
+
+		for (; j && sp[j - 1].start > x.start; j--)
+			sp[j] = sp[j - 1];
+		sp[j] = x;
+	}
+}
+
 /*
  * Merge many spans through a bitmap of the arena's pages, in time linear in
  * the pages named: a batch of 65,536 single-page moves would spend more in
@@ -89,10 +102,13 @@ static int claim_batch(struct rewire_arena *a, const struct rewire_op *uops, siz
 		if (uops[i].type != REWIRE_OP_PERMUTE && span_of(a, uops[i].src, uops[i].len, &sp[k]))
 			k++;
 	}
-	m = k > 64 ? merge_in_bitmap(a, sp, k) : 0;
+	/* A bitmap of the arena only where it is small beside the spans. */
+	m = k > 64 && bitmap_words(a->npages) <= 4 * k ? merge_in_bitmap(a, sp, k) : 0;
 	if (!m) {
-		if (k > 1)
+		if (k > 16)
 			qsort(sp, k, sizeof(*sp), by_start);
+		else
+			sort_few(sp, k);
 		for (size_t i = 0; i < k; i++) {
 			if (m && sp[i].start <= sp[m - 1].start + sp[m - 1].n) {
 				size_t end = sp[i].start + sp[i].n;
@@ -514,6 +530,9 @@ void rw_test_lower_batches(struct rewire_arena *a, bool on)
 	a->lower = on;
 }
 
+/* Batches up to this long are checked on the stack: no allocation. */
+#define FEW_OPS 64
+
 /*
  * Claim every page of the batch, validate every operation against the page
  * states the ones before it leave, and hand the batch to the backend. No
@@ -523,8 +542,8 @@ int rewire_batch(struct rewire_arena *a, const struct rewire_op *uops,
 		 size_t nops, size_t *donep)
 {
 	struct apply_result res = { 0, 0, 0 };
-	struct page_op one, *ops;
-	struct span two[2], *sp;
+	struct page_op few[FEW_OPS], *ops;
+	struct span few_spans[2 * FEW_OPS], *sp;
 	size_t i = 0, nsp = 0;
 	int ret;
 
@@ -536,8 +555,8 @@ int rewire_batch(struct rewire_arena *a, const struct rewire_op *uops,
 		return -EFAULT;
 	if (!nops)
 		return 0;
-	ops = nops == 1 ? &one : calloc(nops, sizeof(*ops));
-	sp = nops == 1 ? two : calloc(2 * nops, sizeof(*sp));
+	ops = nops <= FEW_OPS ? few : calloc(nops, sizeof(*ops));
+	sp = nops <= FEW_OPS ? few_spans : calloc(2 * nops, sizeof(*sp));
 	if (!ops || !sp) {
 		ret = -ENOMEM;
 		goto out;
@@ -573,9 +592,9 @@ int rewire_batch(struct rewire_arena *a, const struct rewire_op *uops,
 		free(ops[i].was);
 	}
 out:
-	if (ops != &one)
+	if (ops != few)
 		free(ops);
-	if (sp != two)
+	if (sp != few_spans)
 		free(sp);
 	if (donep)
 		*donep = res.done;

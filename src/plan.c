@@ -377,15 +377,29 @@ static bool choose_remap(struct rewire_arena *a, size_t calls, size_t n, double 
 }
 
 /*
+ * Operations the planner times, to re-check its model: only where it
+ * chooses (auto) and only above one page. A single page's choice is
+ * obvious on a backend that remaps (it never copies one that the backend
+ * moves cheaper), and timing it would cost two clock reads a move.
+ */
+static double start_clock(const struct rewire_arena *a, size_t n)
+{
+	return a->plan && n > 1 ? rw_now_ns() : 0;
+}
+
+/*
  * Re-check the model against the clock: how long the operation took,
  * against what the model said, becomes half of the correction for this
  * way and size. Operations too short to time well teach nothing.
  */
 static void learn(struct rewire_arena *a, bool remap, size_t n, double model_ns, double t0)
 {
-	double took = rw_now_ns() - t0, *f = &a->correction[remap][size_class(n)];
+	double took, *f = &a->correction[remap][size_class(n)];
 
-	if (!a->plan || took < 20000 || model_ns <= 0)
+	if (!t0 || model_ns <= 0)
+		return;
+	took = rw_now_ns() - t0;
+	if (took < 20000)
 		return;
 	took /= model_ns;
 	/* Threads may race here; either's figure is as good. */
@@ -401,7 +415,7 @@ static int do_move(struct rewire_arena *a, const struct page_op *op,
 	struct apply_result before = *res;
 	size_t n = op->npages, calls = calls_for(a, op->src, n);
 	double remap_ns = calls * c->remap_call + n * c->remap_per_page;
-	double copy_ns = c->copy_call + n * c->copy_per_page, t0 = rw_now_ns();
+	double copy_ns = c->copy_call + n * c->copy_per_page, t0 = start_clock(a, n);
 	int ret;
 
 	if (choose_remap(a, calls, n, remap_ns, copy_ns)) {
@@ -425,7 +439,7 @@ static int do_swap(struct rewire_arena *a, const struct page_op *op,
 	struct apply_result before = *res;
 	size_t calls = 2 * calls_for(a, op->dst, n) + calls_for(a, op->src, n);
 	double remap_ns = calls * c->remap_call + 3 * n * c->remap_per_page;
-	double copy_ns = 3 * n * copy_page_cost(a, 2 * n), t0 = rw_now_ns();
+	double copy_ns = 3 * n * copy_page_cost(a, 2 * n), t0 = start_clock(a, n);
 	char *stage;
 
 	int ret;
@@ -614,7 +628,7 @@ static int do_permute(struct rewire_arena *a, const struct page_op *op,
 		rw_release_stage(a, stage, stage_len);
 		goto copy;
 	}
-	t0 = rw_now_ns();
+	t0 = start_clock(a, n);
 	ret = run_steps(a, s, k, res);
 	if (ret != -EIO && a->backend->tidy)
 		a->backend->tidy(a, stage, stage_len);
@@ -624,7 +638,7 @@ static int do_permute(struct rewire_arena *a, const struct page_op *op,
 	ret = counted(res, &before, ret, moved);
 	goto out;
 copy:
-	t0 = rw_now_ns();
+	t0 = start_clock(a, n);
 	ret = copy_permute(a, op->dst, op->perm, n, &res->copied);
 	learn(a, false, n, copy_ns, t0);
 out:
