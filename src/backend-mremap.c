@@ -242,12 +242,19 @@ static int mremap_remap(struct rewire_arena *a, char *dst, char *src, size_t n,
 	return ret;
 }
 
+/* Under the lock: a recount clears the map of starts before it reads the
+ * mappings again, and a count read meanwhile would be too low. */
 static size_t mremap_calls(const struct rewire_arena *a, const char *src, size_t n)
 {
-	const struct mremap_state *m = a->backend_data;
-	size_t s = page_index(a, src);
+	struct mremap_state *m = a->backend_data;
+	size_t s = page_index(a, src), calls;
 
-	return 1 + (n > 1 ? bits_count(m->starts, s + 1, n - 1) : 0);
+	if (n == 1)
+		return 1;
+	pthread_mutex_lock(&m->lock);
+	calls = 1 + bits_count(m->starts, s + 1, n - 1);
+	pthread_mutex_unlock(&m->lock);
+	return calls;
 }
 
 /* The empty mappings staged pages left in free holes become one again. */

@@ -158,6 +158,10 @@ struct rewire_arena {
 	/* The arena's first user, until another thread calls: caches on. */
 	unsigned long first_user ON_OWN_LINE;
 	bool shared;
+	/* Searches waiting for free pages that other calls hold: while there
+	 * are any, stages and a kmod batch's holes are not taken from free
+	 * pages (pages.c). Rarely written. */
+	unsigned int waiters;
 
 	pthread_mutex_t lock ON_OWN_LINE;
 	size_t dropping;	/* cached pages being discarded now; lock held */
@@ -186,6 +190,12 @@ static inline size_t page_index(const struct rewire_arena *a, const void *p)
 static inline size_t rw_free_floor(const struct rewire_arena *a)
 {
 	return __atomic_load_n(&a->first_free, __ATOMIC_RELAXED);
+}
+
+/* Whether a search waits for free pages that other calls hold. */
+static inline bool rw_searches_waiting(const struct rewire_arena *a)
+{
+	return __atomic_load_n(&a->waiters, __ATOMIC_RELAXED) != 0;
 }
 
 /* Where a search for cached pages to recycle may stop. */

@@ -384,6 +384,10 @@ static bool lower_moves(struct rewire_arena *a, struct lowered *l, size_t d, siz
 {
 	size_t mark = l->n, cmark = l->nclaims, from = rw_free_floor(a), end = d + n, i = d;
 
+	/* A search waits for free pages: hold none across the call. */
+	if (rw_searches_waiting(a))
+		return false;
+
 	while ((i = bits_find(a->backed, i, end, to_holes)) < end) {
 		size_t j = bits_find(a->backed, i, end, !to_holes);
 

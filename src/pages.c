@@ -181,19 +181,33 @@ void rw_release(struct rewire_arena *a, const char *p, size_t n)
 #define WAIT_NS 200e6
 
 struct wait {
+	struct rewire_arena *a;
 	unsigned int rounds;
 	double since;
 };
 
+static void wait_done(struct wait *w)
+{
+	if (w->rounds)
+		__atomic_sub_fetch(&w->a->waiters, 1, __ATOMIC_RELAXED);
+	w->rounds = 0;
+}
+
+/* Wait a little more, or give up; the arena counts its waiters, so that
+ * holders of free pages that could let go (stages) do not take more. */
 static bool wait_more(struct wait *w)
 {
+	if (!w->rounds)
+		__atomic_add_fetch(&w->a->waiters, 1, __ATOMIC_RELAXED);
 	if (w->rounds++ % 16 == 0) {
 		double now = rw_now_ns();
 
-		if (!w->since)
+		if (!w->since) {
 			w->since = now;
-		else if (now - w->since > WAIT_NS)
+		} else if (now - w->since > WAIT_NS) {
+			wait_done(w);
 			return false;
+		}
 	}
 	sched_yield();
 	return true;
@@ -240,7 +254,7 @@ static size_t claim_run_from(struct rewire_arena *a, size_t n, size_t i, bool *b
  */
 size_t rw_claim_run(struct rewire_arena *a, size_t n)
 {
-	struct wait w = { 0, 0 };
+	struct wait w = { a, 0, 0 };
 
 	for (;;) {
 		size_t from = rw_free_floor(a), i;
@@ -249,7 +263,11 @@ size_t rw_claim_run(struct rewire_arena *a, size_t n)
 		i = claim_run_from(a, n, from, &blocked);
 		if (i == a->npages && from)
 			i = claim_run_from(a, n, 0, &blocked);
-		if (i < a->npages || !blocked || !wait_more(&w))
+		if (i < a->npages || !blocked) {
+			wait_done(&w);
+			return i;
+		}
+		if (!wait_more(&w))
 			return i;
 	}
 }
@@ -258,21 +276,23 @@ size_t rw_claim_run(struct rewire_arena *a, size_t n)
  * another call. */
 bool rw_claim_at(struct rewire_arena *a, size_t i, size_t n)
 {
-	struct wait w = { 0, 0 };
+	struct wait w = { a, 0, 0 };
+	bool got = false;
 
 	if (n > a->npages - i)
 		return false;
 	while (bits_all(a->live, i, n, false)) {
 		if (bits_claim_unless(a->busy, a->live, i, n)) {
-			if (bits_all(a->live, i, n, false))
-				return true;
-			bits_release(a->busy, i, n);
-			return false;
+			got = bits_all(a->live, i, n, false);
+			if (!got)
+				bits_release(a->busy, i, n);
+			break;
 		}
 		if (!wait_more(&w))
 			return false;
 	}
-	return false;
+	wait_done(&w);
+	return got;
 }
 
 /* Claim [i, i + n) if every page is a free hole no call holds. */
@@ -324,6 +344,9 @@ char *rw_claim_stage(struct rewire_arena *a, size_t n)
 	size_t lo = rw_free_floor(a), hi = a->npages, apart = (size_t)k * STAGE_APART;
 	char *p = NULL;
 
+	/* A search waits for free pages: take none now (the planner copies). */
+	if (rw_searches_waiting(a))
+		return NULL;
 	if (last <= a->npages - n && claim_holes_at(a, last, n))
 		return page_addr(a, last);
 	if (lo < hi && apart < hi - lo && n <= hi - lo - apart)
