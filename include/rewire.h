@@ -52,6 +52,7 @@ enum rewire_op_type {
 	REWIRE_OP_PERMUTE = 3,	/* page i of dst goes to page perm[i] of dst */
 	REWIRE_OP_DISCARD = 4,	/* the len bytes at dst become holes */
 	REWIRE_OP_POPULATE = 5,	/* the holes in len bytes at dst are backed */
+	REWIRE_OP_EVICT = 6,	/* as discard, the frames kept for recycling */
 };
 
 /* Flags of an operation (rewire_op.flags). */
@@ -102,6 +103,7 @@ int rewire_page_state(struct rewire_arena *arena, const void *addr, size_t len,
 		      unsigned char *vec);
 
 int rewire_discard(struct rewire_arena *arena, void *addr, size_t len);
+int rewire_evict(struct rewire_arena *arena, void *addr, size_t len);
 int rewire_populate(struct rewire_arena *arena, void *addr, size_t len,
 		    unsigned int flags);
 int rewire_move(struct rewire_arena *arena, void *dst, void *src, size_t len);

@@ -32,6 +32,91 @@ static void unlock(struct rewire_arena *a)
 }
 
 /*
+ * Spare frames in claimed pages become the pages' own: backed again, zeroed
+ * if asked, their budget already taken. A freed run's become cache.
+ */
+static void unspare(struct rewire_arena *a, size_t start, size_t n, bool zero)
+{
+	size_t end = start + n;
+
+	if (!rw_spare_count(a))
+		return;
+	for (size_t i = start; (i = bits_find(a->spare, i, end, true)) < end;) {
+		size_t j = bits_find(a->spare, i, end, false);
+
+		if (zero)
+			memset(page_addr(a, i), 0, (j - i) << a->page_shift);
+		bits_set(a->backed, i, j - i);
+		bits_clear(a->spare, i, j - i);
+		rw_spare_counted(a, -(long)(j - i));
+		i = j;
+	}
+}
+
+/* Spare frames in claimed pages are discarded, their budget given back. */
+int rw_drop_spares(struct rewire_arena *a, size_t start, size_t n)
+{
+	size_t end = start + n;
+
+	if (!rw_spare_count(a))
+		return 0;
+	for (size_t i = start; (i = bits_find(a->spare, i, end, true)) < end;) {
+		size_t j = bits_find(a->spare, i, end, false);
+		int ret = rw_pages_discard(a, i, j - i);
+
+		if (ret)
+			return ret;
+		bits_clear(a->spare, i, j - i);
+		rw_spare_counted(a, -(long)(j - i));
+		rw_budget_give(a, j - i);
+		i = j;
+	}
+	return 0;
+}
+
+/* Every spare frame on the stack is discarded (a purge, a short budget):
+ * how many. */
+size_t rw_drop_all_spares(struct rewire_arena *a)
+{
+	size_t p[64], got, mine, total = 0;
+
+	while ((got = rw_spare_claim(a, sizeof(p) / sizeof(p[0]), p, &mine))) {
+		for (size_t k = 0; k < got; k++) {
+			if (!rw_drop_spares(a, p[k], 1))
+				total++;
+			if (k >= mine)
+				bits_release(a->busy, p[k], 1);
+		}
+	}
+	return total;
+}
+
+/*
+ * Evict claimed live pages: the backed ones become spare, keeping their
+ * frames and budget for a recycling populate to take (one move each); no
+ * system call. Their data is gone for the program. kept: the caller holds
+ * the pages claimed until its batch ends, and its own populates may take
+ * them first.
+ */
+void rw_evict_claimed(struct rewire_arena *a, size_t start, size_t n, bool kept)
+{
+	size_t end = start + n;
+
+	for (size_t i = start; (i = bits_find(a->backed, i, end, true)) < end;) {
+		size_t j = bits_find(a->backed, i, end, false);
+
+		bits_set(a->spare, i, j - i);
+		bits_clear(a->backed, i, j - i);
+		rw_spare_counted(a, (long)(j - i));
+		if (kept)
+			rw_spare_keep(a, i, j - i);
+		else
+			rw_spare_push(a, i, j - i);
+		i = j;
+	}
+}
+
+/*
  * Free claimed pages and release them: holes the program touched are
  * discarded first, without the lock (dropped if the caller holds it), so
  * the pages go back holding only what the arena counts (backed pages stay,
@@ -40,6 +125,7 @@ static void unlock(struct rewire_arena *a)
 static void free_claimed(struct rewire_arena *a, size_t start, size_t n, bool head,
 			 bool locked)
 {
+	unspare(a, start, n, false);
 	if (bits_count(a->backed, start, n) < n) {
 		if (locked)
 			unlock(a);
@@ -102,7 +188,7 @@ static int reserve(struct rewire_arena *a, size_t start, size_t n, size_t *holes
 		/* What the cache, the threads' caches and drops in progress
 		 * would give back. */
 		size_t used = __atomic_load_n(&a->nbacked, __ATOMIC_RELAXED);
-		size_t spare = rw_cached_pages(a) + rw_tcache_pages(a) +
+		size_t spare = rw_cached_pages(a) + rw_tcache_pages(a) + rw_spare_count(a) +
 			       __atomic_load_n(&a->dropping, __ATOMIC_RELAXED);
 
 		if (*holes > a->budget_pages ||
@@ -113,6 +199,7 @@ static int reserve(struct rewire_arena *a, size_t start, size_t n, size_t *holes
 		/* Pages kept in threads' caches go back first, as cache. */
 		rw_flush_tcaches(a);
 		rw_drop_cache(a);
+		rw_drop_all_spares(a);
 		if (rw_budget_take(a, *holes))
 			break;
 		/* Another thread took the room meanwhile, or is still dropping
@@ -794,12 +881,61 @@ static int recycle_into(struct rewire_arena *a, size_t start, size_t n)
 	return 0;
 }
 
-/* Back the holes of claimed live pages, from the cache first if asked. */
+/*
+ * Fill the holes of claimed live pages with spare frames, evicted pages'
+ * frames, one move each, up to 64 in one backend call: they hold whatever
+ * they held. Stops when there are none; -EIO as recycle_into().
+ */
+static int recycle_spares(struct rewire_arena *a, size_t start, size_t n)
+{
+	size_t end = start + n, i = start;
+
+	while (rw_spare_count(a) && (i = bits_find(a->backed, i, end, false)) < end) {
+		struct apply_result res = { 0, 0, 0 };
+		struct page_op ops[64];
+		size_t from[64], holes[64], m = 0, got, mine;
+		int ret;
+
+		for (; m < 64 && (i = bits_find(a->backed, i, end, false)) < end; i++)
+			holes[m++] = i;
+		got = rw_spare_claim(a, m, from, &mine);
+		if (!got)
+			return 0;
+		for (size_t k = 0; k < got; k++) {
+			ops[k] = (struct page_op){ .type = REWIRE_OP_MOVE, .dst = page_addr(a, holes[k]),
+						   .src = page_addr(a, from[k]), .npages = 1,
+						   .flags = RW_OP_FROM_SPARE };
+			rw_apply_state(a, &ops[k], false);
+		}
+		ret = rw_backend_apply(a, ops, got, &res);
+		rw_record(a, ops, got, &res, ret);
+		for (size_t k = 0; k < got; k++) {
+			/* After EIO the frame may be in either place: keep it
+			 * claimed, as a stage is. */
+			if (ret == -EIO && k >= res.done)
+				continue;
+			if (k >= res.done)
+				rw_spare_push(a, from[k], 1);
+			if (k >= mine)
+				bits_release(a->busy, from[k], 1);
+		}
+		if (ret)
+			return ret == -EIO ? ret : 0;
+		i = holes[got - 1] + 1;
+	}
+	return 0;
+}
+
+/* Back the holes of claimed live pages, from the cache first if asked:
+ * spare frames, then cached pages, then new zeroed pages. */
 int rw_populate_claimed(struct rewire_arena *a, size_t start, size_t n, bool recycle)
 {
 	size_t holes;
 	int ret;
 
+	unspare(a, start, n, !recycle);
+	if (recycle && (ret = recycle_spares(a, start, n)))
+		return ret;
 	if (recycle && (ret = recycle_into(a, start, n)))
 		return ret;
 	/* What the cache did not fill is backed with zeroed pages. */
@@ -814,16 +950,22 @@ int rw_populate_claimed(struct rewire_arena *a, size_t start, size_t n, bool rec
 	return ret;
 }
 
-/* Make claimed live pages holes; their data is dropped. */
+/* Make claimed live pages holes; their data is dropped, and their spare
+ * frames. */
 int rw_discard_claimed(struct rewire_arena *a, size_t start, size_t n)
 {
 	size_t backed = bits_count(a->backed, start, n);
+	size_t spare = rw_spare_count(a) ? bits_count(a->spare, start, n) : 0;
 	/* Holes too: the program may have touched them. */
 	int ret = rw_pages_discard(a, start, n);
 
 	if (!ret) {
 		bits_clear(a->backed, start, n);
-		rw_budget_give(a, backed);
+		if (spare) {
+			bits_clear(a->spare, start, n);
+			rw_spare_counted(a, -(long)spare);
+		}
+		rw_budget_give(a, backed + spare);
 	}
 	return ret;
 }

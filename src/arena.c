@@ -86,6 +86,9 @@ static void free_arena(struct rewire_arena *a, bool unmap)
 	free(a->head);
 	free(a->backed);
 	free(a->seq);
+	free(a->spare);
+	free(a->spares.page);
+	pthread_mutex_destroy(&a->spares.lock);
 	for (int k = 0; k < SLOTS; k++)
 		pthread_mutex_destroy(&a->slot[k].lock);
 	pthread_mutex_destroy(&a->lock);
@@ -110,6 +113,7 @@ int rewire_arena_create(const struct rewire_options *opts,
 	a = calloc(1, sizeof(*a));
 	if (!a)
 		return -ENOMEM;
+	pthread_mutex_init(&a->spares.lock, NULL);
 	for (int k = 0; k < SLOTS; k++) {
 		pthread_mutex_init(&a->slot[k].lock, NULL);
 		a->slot[k].stage = SIZE_MAX;
@@ -148,7 +152,8 @@ int rewire_arena_create(const struct rewire_options *opts,
 	a->backed = calloc(words, sizeof(uint64_t));
 	a->busy = calloc(words, sizeof(uint64_t));
 	a->seq = calloc(words, sizeof(uint64_t));
-	if (!a->live || !a->head || !a->backed || !a->busy || !a->seq) {
+	a->spare = calloc(words, sizeof(uint64_t));
+	if (!a->live || !a->head || !a->backed || !a->busy || !a->seq || !a->spare) {
 		ret = -ENOMEM;
 		goto fail;
 	}
@@ -161,6 +166,8 @@ int rewire_arena_create(const struct rewire_options *opts,
 	ANNOTATE_BENIGN_RACE_SIZED(a->backed, words * sizeof(uint64_t), "atomic bitmap");
 	ANNOTATE_BENIGN_RACE_SIZED(a->busy, words * sizeof(uint64_t), "atomic bitmap");
 	ANNOTATE_BENIGN_RACE_SIZED(a->seq, words * sizeof(uint64_t), "atomic");
+	ANNOTATE_BENIGN_RACE_SIZED(a->spare, words * sizeof(uint64_t), "atomic bitmap");
+	ANNOTATE_BENIGN_RACE_SIZED(&a->spares.count, sizeof(a->spares.count), "atomic");
 	ANNOTATE_BENIGN_RACE_SIZED(&a->dropping, sizeof(a->dropping), "atomic");
 	ANNOTATE_BENIGN_RACE_SIZED(&a->nbacked, sizeof(a->nbacked), "atomic");
 	ANNOTATE_BENIGN_RACE_SIZED(&a->first_free, sizeof(a->first_free), "atomic");
@@ -216,6 +223,7 @@ int rewire_purge(struct rewire_arena *a)
 	rw_flush_tcaches(a);
 	pthread_mutex_lock(&a->lock);
 	ret = rw_drop_cache(a);
+	rw_drop_all_spares(a);
 	pthread_mutex_unlock(&a->lock);
 	return ret;
 }
@@ -271,7 +279,8 @@ int rewire_arena_stats(struct rewire_arena *a, struct rewire_stats *st)
 		st->pages_remapped += __atomic_load_n(&s->pages_remapped, __ATOMIC_RELAXED);
 		st->pages_copied += __atomic_load_n(&s->pages_copied, __ATOMIC_RELAXED);
 	}
-	st->cached = (rw_cached_pages(a) + tc) << a->page_shift;
+	/* Evicted pages' frames are cache too: recycled first. */
+	st->cached = (rw_cached_pages(a) + tc + rw_spare_count(a)) << a->page_shift;
 	pthread_mutex_unlock(&a->lock);
 	return 0;
 }

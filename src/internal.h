@@ -18,9 +18,12 @@ struct page_op {
 	char *src;		/* NULL for permutations */
 	size_t npages;
 	const size_t *perm;	/* REWIRE_OP_PERMUTE only */
-	uint32_t flags;		/* REWIRE_OP_REPLACE, REWIRE_OP_RECYCLE */
+	uint32_t flags;		/* REWIRE_OP_REPLACE, REWIRE_OP_RECYCLE, RW_OP_FROM_SPARE */
 	uint64_t *was;		/* the backed bits before, while a batch is checked */
 };
+
+/* A move whose source is a spare frame (an evicted page's), not data. */
+#define RW_OP_FROM_SPARE (1u << 31)
 
 #define SIZE_CLASSES 32
 
@@ -136,6 +139,9 @@ struct rewire_arena {
 	uint64_t *head;		/* first page of a live run */
 	uint64_t *backed;	/* holds data (committed against the budget) */
 	uint64_t *busy;		/* claimed by a call in progress */
+	/* A hole of a live run whose frame is still mapped, evicted for
+	 * recycling: counted against the budget, never backed too. */
+	uint64_t *spare;
 	/* One per bitmap word: changes of its live and head bits, for
 	 * readers that must see them whole (pages.c). */
 	uint64_t *seq;
@@ -165,6 +171,15 @@ struct rewire_arena {
 
 	pthread_mutex_t lock ON_OWN_LINE;
 	size_t dropping;	/* cached pages being discarded now; lock held */
+
+	/* Spare frames, newest last, for recycling populates to take; an
+	 * entry whose page is no longer spare is passed over (pages.c). */
+	struct {
+		pthread_mutex_t lock;
+		size_t *page;
+		size_t n, cap;
+		size_t count;	/* pages spare now */
+	} spares ON_OWN_LINE;
 
 	struct slot slot[SLOTS];
 };
@@ -269,6 +284,12 @@ void rw_mark_free(struct rewire_arena *a, size_t start, size_t n, bool head);
 void rw_split_run(struct rewire_arena *a, size_t i);
 void rw_page_states(const struct rewire_arena *a, size_t start, size_t n, unsigned char *vec);
 void rw_discard_hole_pages(struct rewire_arena *a, size_t start, size_t n);
+void rw_spare_push(struct rewire_arena *a, size_t start, size_t n);
+size_t rw_spare_claim(struct rewire_arena *a, size_t want, size_t *out, size_t *mine);
+void rw_spare_keep(struct rewire_arena *a, size_t start, size_t n);
+void rw_spare_keep_end(struct rewire_arena *a);
+size_t rw_spare_count(const struct rewire_arena *a);
+void rw_spare_counted(struct rewire_arena *a, long n);
 bool rw_budget_take(struct rewire_arena *a, size_t n);
 size_t rw_budget_take_upto(struct rewire_arena *a, size_t want);
 void rw_budget_give(struct rewire_arena *a, size_t n);
@@ -289,6 +310,9 @@ size_t rw_tcache_pages(struct rewire_arena *a);
 int rw_drop_cache(struct rewire_arena *a);
 int rw_populate_claimed(struct rewire_arena *a, size_t start, size_t n, bool recycle);
 int rw_discard_claimed(struct rewire_arena *a, size_t start, size_t n);
+void rw_evict_claimed(struct rewire_arena *a, size_t start, size_t n, bool kept);
+int rw_drop_spares(struct rewire_arena *a, size_t start, size_t n);
+size_t rw_drop_all_spares(struct rewire_arena *a);
 
 /* Layer 4, ops.c and arena.c: the public calls. */
 

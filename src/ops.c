@@ -217,6 +217,7 @@ static int check_op(const struct rewire_arena *a, const struct rewire_op *uop,
 		return (uop->flags & REWIRE_OP_REPLACE) ? save_bits(a, op) : 0;
 	case REWIRE_OP_DISCARD:
 	case REWIRE_OP_POPULATE:
+	case REWIRE_OP_EVICT:
 		if (uop->src || uop->perm)
 			return -EINVAL;
 		ret = check_range(a, uop->dst, uop->len, &d);
@@ -255,6 +256,21 @@ static int check_op(const struct rewire_arena *a, const struct rewire_op *uop,
 	}
 }
 
+/*
+ * Spare frames where moves put pages must go first: the backends move
+ * only into empty page-table entries. The pages are holes to the program
+ * either way.
+ */
+static int drop_spares_moved_onto(struct rewire_arena *a, const struct page_op *ops, size_t nops)
+{
+	int ret = 0;
+
+	for (size_t i = 0; i < nops && !ret && rw_spare_count(a); i++)
+		if (ops[i].type == REWIRE_OP_MOVE)
+			ret = rw_drop_spares(a, page_index(a, ops[i].dst), ops[i].npages);
+	return ret;
+}
+
 /* Whether a batch holds operations that the library, not the backend, runs. */
 static bool needs_library(const struct page_op *ops, size_t nops)
 {
@@ -281,9 +297,16 @@ static int run_mixed(struct rewire_arena *a, struct page_op *ops, size_t nops,
 		size_t d = page_index(a, ops[k].dst);
 		struct apply_result part = { 0, 0, 0 };
 
-		if (ops[k].type == REWIRE_OP_DISCARD || ops[k].type == REWIRE_OP_POPULATE) {
-			ret = ops[k].type == REWIRE_OP_DISCARD ? rw_discard_claimed(a, d, ops[k].npages) :
-			      rw_populate_claimed(a, d, ops[k].npages, ops[k].flags & REWIRE_OP_RECYCLE);
+		if (ops[k].type == REWIRE_OP_EVICT) {
+			rw_evict_claimed(a, d, ops[k].npages, true);
+			ret = 0;
+		} else if (ops[k].type == REWIRE_OP_DISCARD) {
+			ret = rw_discard_claimed(a, d, ops[k].npages);
+		} else if (ops[k].type == REWIRE_OP_POPULATE) {
+			ret = rw_populate_claimed(a, d, ops[k].npages, ops[k].flags & REWIRE_OP_RECYCLE);
+		}
+		if (ops[k].type == REWIRE_OP_DISCARD || ops[k].type == REWIRE_OP_POPULATE ||
+		    ops[k].type == REWIRE_OP_EVICT) {
 			if (!ret) {
 				rw_count(a, 0, 1, 0, 0);
 				res->done++;
@@ -367,8 +390,13 @@ static int lowered_claim(struct lowered *l, size_t start, size_t n)
 /* Take back the moves added since mark (and their claims since cmark). */
 static void unlower(struct rewire_arena *a, struct lowered *l, size_t mark, size_t cmark)
 {
-	while (l->n > mark)
-		rw_apply_state(a, &l->ops[--l->n], true);
+	while (l->n > mark) {
+		const struct page_op *op = &l->ops[--l->n];
+
+		rw_apply_state(a, op, true);
+		if (op->flags & RW_OP_FROM_SPARE)
+			rw_spare_push(a, page_index(a, op->src), op->npages);
+	}
 	release_batch(a, l->claims + cmark, l->nclaims - cmark);
 	l->nclaims = cmark;
 }
@@ -392,9 +420,32 @@ static bool lower_moves(struct rewire_arena *a, struct lowered *l, size_t d, siz
 		size_t j = bits_find(a->backed, i, end, !to_holes);
 
 		while (i < j) {
-			size_t got = rw_claim_free(a, &from, to_holes ? a->npages : rw_cache_top(a),
-						   j - i, !to_holes);
-			struct page_op mv = { .type = REWIRE_OP_MOVE, .npages = got };
+			size_t got, p, mine;
+			struct page_op mv = { .type = REWIRE_OP_MOVE };
+
+			/* Spare frames first, each its own move. */
+			if (!to_holes && rw_spare_count(a) && rw_spare_claim(a, 1, &p, &mine)) {
+				mv = (struct page_op){ .type = REWIRE_OP_MOVE, .dst = page_addr(a, i),
+						       .src = page_addr(a, p), .npages = 1,
+						       .flags = RW_OP_FROM_SPARE };
+				/* The batch's own it keeps claimed. */
+				if (!mine && lowered_claim(l, p, 1))
+					bits_release(a->busy, p, 1);
+				else if (!lowered_add(l, mv, user))
+					p = SIZE_MAX;
+				if (p != SIZE_MAX) {
+					/* No memory: as it was. */
+					rw_spare_push(a, p, 1);
+					unlower(a, l, mark, cmark);
+					return false;
+				}
+				rw_apply_state(a, &l->ops[l->n - 1], false);
+				i++;
+				continue;
+			}
+			got = rw_claim_free(a, &from, to_holes ? a->npages : rw_cache_top(a),
+					    j - i, !to_holes);
+			mv.npages = got;
 
 			if (!got || lowered_claim(l, from, got)) {
 				if (got)
@@ -438,6 +489,10 @@ static int lowered_run(struct rewire_arena *a, struct lowered *l, const struct p
 	for (size_t u = user_from; u < user_to; u++)
 		if (uops[u].type == REWIRE_OP_DISCARD || uops[u].type == REWIRE_OP_POPULATE)
 			rw_count(a, 0, 1, 0, 0);
+	/* Spare frames a move not applied would have taken are spare again. */
+	for (size_t i = part.done; ret != -EIO && i < l->n; i++)
+		if (l->ops[i].flags & RW_OP_FROM_SPARE)
+			rw_spare_push(a, page_index(a, l->ops[i].src), l->ops[i].npages);
 	res->done = user_to;
 	res->remapped += part.remapped;
 	res->copied += part.copied;
@@ -475,7 +530,13 @@ static int run_lowered(struct rewire_arena *a, struct page_op *ops, size_t nops,
 			if (bits_all(a->backed, d, n, true) && lower_moves(a, &l, d, n, true, k))
 				continue;
 			break;
+		case REWIRE_OP_EVICT:
+			/* No system call: it runs between calls, in order. */
+			break;
 		case REWIRE_OP_POPULATE:
+			/* Its own spare frames it takes back without a move. */
+			if (rw_spare_count(a) && bits_find(a->spare, d, d + n, true) < d + n)
+				break;
 			if (bits_all(a->backed, d, n, true) ||
 			    ((op->flags & REWIRE_OP_RECYCLE) && lower_moves(a, &l, d, n, false, k)))
 				continue;
@@ -498,7 +559,9 @@ static int run_lowered(struct rewire_arena *a, struct page_op *ops, size_t nops,
 		first = k + 1;
 		if (ret)
 			break;
-		if (op->type == REWIRE_OP_POPULATE) {
+		if (op->type == REWIRE_OP_EVICT) {
+			rw_evict_claimed(a, d, n, true);
+		} else if (op->type == REWIRE_OP_POPULATE) {
 			ret = rw_populate_claimed(a, d, n, op->flags & REWIRE_OP_RECYCLE);
 		} else {
 			ret = rw_discard_claimed(a, d, n);
@@ -579,6 +642,9 @@ int rewire_batch(struct rewire_arena *a, const struct rewire_op *uops,
 		free(ops[i].was);
 		for (size_t k = i; k-- > 0;)
 			rw_apply_state(a, &ops[k], true);
+	} else if ((ret = drop_spares_moved_onto(a, ops, nops))) {
+		for (size_t k = nops; k-- > 0;)
+			rw_apply_state(a, &ops[k], true);
 	} else if (!needs_library(ops, nops)) {
 		ret = rw_backend_apply(a, ops, nops, &res);
 		rw_record(a, ops, nops, &res, ret);
@@ -587,6 +653,8 @@ int rewire_batch(struct rewire_arena *a, const struct rewire_op *uops,
 			rw_apply_state(a, &ops[k], true);
 		ret = a->lower ? run_lowered(a, ops, nops, &res) : run_mixed(a, ops, nops, &res);
 	}
+	/* Pages it evicted and did not recycle go to the stack. */
+	rw_spare_keep_end(a);
 	release_batch(a, sp, nsp);
 
 	/* i is the number of operations checked, and so lowered. */
@@ -642,6 +710,25 @@ int rewire_discard(struct rewire_arena *a, void *addr, size_t len)
 	ret = rw_discard_claimed(a, first, len >> a->page_shift);
 	bits_release(a->busy, first, len >> a->page_shift);
 	return ret;
+}
+
+/* Evict pages of live runs: holes to the program, their frames kept for
+ * recycling populates; no system call. */
+int rewire_evict(struct rewire_arena *a, void *addr, size_t len)
+{
+	size_t first;
+	int ret;
+
+	if (!a)
+		return -EINVAL;
+	if (arena_forked(a))
+		return -EFAULT;
+	ret = claim_live(a, addr, len, &first);
+	if (ret)
+		return ret;
+	rw_evict_claimed(a, first, len >> a->page_shift, false);
+	bits_release(a->busy, first, len >> a->page_shift);
+	return 0;
 }
 
 /* No lock but while cache is dropped or moved: the range is claimed. */

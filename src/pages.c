@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <sched.h>
+#include <stdlib.h>
 
 #include "bitmap.h"
 #include "internal.h"
@@ -517,4 +518,149 @@ size_t rw_live_pages(const struct rewire_arena *a)
 	for (int k = 0; k < SLOTS; k++)
 		n += __atomic_load_n(&a->slot[k].live, __ATOMIC_RELAXED);
 	return n > 0 ? (size_t)n : 0;
+}
+
+/*
+ * Spare frames: an evicted page keeps its frame, counted against the
+ * budget, until a recycling populate moves it into a hole, or a populate,
+ * discard, free or drop of its page ends it. The stack of their pages lets
+ * a populate find some without searching the arena; it may hold pages
+ * that are no longer spare, or twice, which are passed over or dropped
+ * when it must grow.
+ */
+static int by_index(const void *x, const void *y)
+{
+	size_t a = *(const size_t *)x, b = *(const size_t *)y;
+
+	return (a > b) - (a < b);
+}
+
+/* Room for n more entries: stale ones dropped first, then the stack
+ * grows. Its lock held. */
+static void spares_room(struct rewire_arena *a, size_t n)
+{
+	size_t *v = a->spares.page, k = 0, cap;
+
+	for (size_t i = 0; i < a->spares.n; i++)
+		if (bit_test(a->spare, v[i]))
+			v[k++] = v[i];
+	if (k > 2 * rw_spare_count(a) + 64) {
+		/* Pages evicted, populated and evicted again: once each. */
+		size_t j = 0;
+
+		qsort(v, k, sizeof(*v), by_index);
+		for (size_t i = 0; i < k; i++)
+			if (!j || v[i] != v[j - 1])
+				v[j++] = v[i];
+		k = j;
+	}
+	a->spares.n = k;
+	if (k + n <= a->spares.cap)
+		return;
+	cap = 2 * (k + n) > 64 ? 2 * (k + n) : 64;
+	v = realloc(v, cap * sizeof(*v));
+	if (!v)
+		return;
+	a->spares.page = v;
+	a->spares.cap = cap;
+}
+
+/* Pages [start, start + n) just became spare. One the stack has no room
+ * for stays spare, for a drop to find. */
+void rw_spare_push(struct rewire_arena *a, size_t start, size_t n)
+{
+	pthread_mutex_lock(&a->spares.lock);
+	if (a->spares.n + n > a->spares.cap)
+		spares_room(a, n);
+	for (size_t i = 0; i < n && a->spares.n < a->spares.cap; i++)
+		a->spares.page[a->spares.n++] = start + i;
+	pthread_mutex_unlock(&a->spares.lock);
+}
+
+/*
+ * Pages the calling thread's batch evicted and still holds claimed, for
+ * the batch's own recycling populates: they could not be claimed again.
+ * Given to the stack when the batch ends.
+ */
+static __thread struct {
+	const struct rewire_arena *a;
+	size_t n;
+	size_t page[64];
+} own;
+
+void rw_spare_keep(struct rewire_arena *a, size_t start, size_t n)
+{
+	if (own.a != a)
+		rw_spare_keep_end(a);
+	own.a = a;
+	for (size_t i = 0; i < n; i++) {
+		if (own.n < sizeof(own.page) / sizeof(own.page[0]))
+			own.page[own.n++] = start + i;
+		else
+			rw_spare_push(a, start + i, 1);
+	}
+}
+
+void rw_spare_keep_end(struct rewire_arena *a)
+{
+	if (own.a && own.a != a)
+		return;
+	while (own.n) {
+		size_t p = own.page[--own.n];
+
+		if (bit_test(own.a->spare, p))
+			rw_spare_push((struct rewire_arena *)own.a, p, 1);
+	}
+	own.a = NULL;
+}
+
+/*
+ * Claim up to want spare pages into out: how many. The calling batch's
+ * own come first, already claimed (*mine of them), then the newest on the
+ * stack. A page whose owner is working on it is left where it is.
+ */
+size_t rw_spare_claim(struct rewire_arena *a, size_t want, size_t *out, size_t *mine)
+{
+	size_t got = 0, aside[16], naside = 0;
+
+	while (got < want && own.a == a && own.n) {
+		size_t p = own.page[--own.n];
+
+		if (bit_test(a->spare, p))
+			out[got++] = p;
+	}
+	*mine = got;
+	if (got == want)
+		return got;
+	pthread_mutex_lock(&a->spares.lock);
+	while (got < want && a->spares.n) {
+		size_t p = a->spares.page[--a->spares.n];
+
+		if (!bit_test(a->spare, p))
+			continue;
+		if (!bits_claim(a->busy, p, 1)) {
+			if (naside < sizeof(aside) / sizeof(aside[0]))
+				aside[naside++] = p;
+			continue;
+		}
+		/* Claimed, then checked: it may have stopped being spare. */
+		if (bit_test(a->spare, p))
+			out[got++] = p;
+		else
+			bits_release(a->busy, p, 1);
+	}
+	while (naside)
+		a->spares.page[a->spares.n++] = aside[--naside];
+	pthread_mutex_unlock(&a->spares.lock);
+	return got;
+}
+
+size_t rw_spare_count(const struct rewire_arena *a)
+{
+	return __atomic_load_n(&a->spares.count, __ATOMIC_RELAXED);
+}
+
+void rw_spare_counted(struct rewire_arena *a, long n)
+{
+	__atomic_add_fetch(&a->spares.count, (size_t)n, __ATOMIC_RELAXED);
 }

@@ -750,6 +750,13 @@ void rw_apply_state(struct rewire_arena *a, const struct page_op *op, bool undo)
 		return;
 	}
 	s = page_index(a, op->src);
+	if (op->flags & RW_OP_FROM_SPARE) {
+		/* The source was a hole with a spare frame, and is again. */
+		bits_assign(a->backed, d, op->npages, !undo);
+		bits_assign(a->spare, s, op->npages, undo);
+		rw_spare_counted(a, undo ? (long)op->npages : -(long)op->npages);
+		return;
+	}
 	if (undo && op->was)
 		restore_bits(a, op, d);
 	else

@@ -1,0 +1,186 @@
+/* Evicting: a page's data goes, its frame stays, counted against the
+ * budget, for a recycling populate to take with one move; every other call
+ * sees a hole. On every backend, batches lowered as on kmod and not. */
+#include <errno.h>
+#include <string.h>
+
+#include "../src/fault.h"
+#include "testlib.h"
+
+enum { PAGES = 256, BUDGET = 64, DB = 128 };
+
+static struct rewire_arena *a;
+static char *db;
+
+static char *pg(size_t i)
+{
+	return db + i * page_size;
+}
+
+static struct rewire_stats stats(void)
+{
+	struct rewire_stats st;
+
+	if (rewire_arena_stats(a, &st))
+		bail("rewire_arena_stats failed");
+	return st;
+}
+
+static size_t pages(size_t bytes)
+{
+	return bytes / page_size;
+}
+
+static unsigned char state(size_t i)
+{
+	unsigned char v = 0xff;
+
+	rewire_page_state(a, pg(i), page_size, &v);
+	return v;
+}
+
+/* Whether page i holds one of the tags [lo, hi]. */
+static bool holds_tag_in(size_t i, uint64_t lo, uint64_t hi)
+{
+	for (uint64_t t = lo; t <= hi; t++)
+		if (page_has_tag(pg(i), t))
+			return true;
+	return false;
+}
+
+static void run(bool lowered)
+{
+	const char *how = lowered ? "lowered" : "as is";
+	struct rewire_stats st0, st;
+	uint64_t moved;
+	bool all;
+
+	a = test_arena(PAGES, BUDGET, 0);
+	rw_test_lower_batches(a, lowered);
+	db = rewire_alloc(a, DB * page_size, REWIRE_ALLOC_HOLES);
+	if (!db || rewire_populate(a, db, 32 * page_size, 0))
+		bail("no database range");
+	for (size_t i = 0; i < 32; i++)
+		tag_page(pg(i), 1 + i);
+	st0 = stats();
+
+	is_int(0, rewire_evict(a, db, 8 * page_size), "%s: evicting 8 pages", how);
+	st = stats();
+	all = true;
+	for (size_t i = 0; i < 8; i++)
+		all &= state(i) == (REWIRE_PAGE_LIVE | (i ? 0 : REWIRE_PAGE_HEAD)) &&
+		       page_resident(pg(i));
+	ok(all, "%s: they read as holes to rewire_page_state, their frames still mapped", how);
+	ok(st.backed == st0.backed && pages(st.cached) == 8,
+	   "%s: still counted against the budget (%zu backed pages), as cache (%zu)", how,
+	   pages(st.backed), pages(st.cached));
+
+	moved = st.pages_remapped + st.pages_copied;
+	is_int(0, rewire_populate(a, pg(64), 8 * page_size, REWIRE_POPULATE_RECYCLE),
+	       "%s: a recycling populate of 8 holes", how);
+	st = stats();
+	all = true;
+	for (size_t i = 0; i < 8; i++)
+		all &= !page_resident(pg(i)) && page_resident(pg(64 + i)) &&
+		       holds_tag_in(64 + i, 1, 8);
+	ok(all, "%s: takes the evicted frames, one move each, data and all", how);
+	ok(st.backed == st0.backed && !st.cached && st.pages_remapped + st.pages_copied == moved + 8,
+	   "%s: no new budget, no cache left, 8 pages moved (%llu)", how,
+	   (unsigned long long)(st.pages_remapped + st.pages_copied - moved));
+
+	/* An evicted page populated again takes back its own frame. */
+	rewire_evict(a, pg(8), 2 * page_size);
+	moved = st.pages_remapped + st.pages_copied;
+	is_int(0, rewire_populate(a, pg(8), page_size, 0), "%s: populating an evicted page", how);
+	is_int(0, rewire_populate(a, pg(9), page_size, REWIRE_POPULATE_RECYCLE),
+	       "%s: and another, recycling", how);
+	st = stats();
+	ok(st.backed == st0.backed && st.pages_remapped + st.pages_copied == moved &&
+	   !memcmp(pg(8), (char[64]){ 0 }, 64) && state(9) == (REWIRE_PAGE_LIVE | REWIRE_PAGE_BACKED),
+	   "%s: its own frame, zeroed unless recycling, with no move and no new budget", how);
+
+	rewire_evict(a, pg(10), 3 * page_size);
+	is_int(-ENOENT, rewire_swap(a, pg(10), pg(20), page_size),
+	       "%s: an evicted page holds no data to swap", how);
+	is_int(-ENOENT, rewire_move(a, pg(100), pg(10), page_size),
+	       "%s: nor to move", how);
+	is_int(0, rewire_discard(a, pg(10), page_size), "%s: discarding one", how);
+	is_int(0, rewire_move(a, pg(11), pg(20), page_size), "%s: moving data onto one", how);
+	st = stats();
+	ok(st.backed == st0.backed - 2 * page_size && !page_resident(pg(10)) &&
+	   page_has_tag(pg(11), 21) && !page_resident(pg(20)) && pages(st.cached) == 1,
+	   "%s: both give its frame back to the budget (%zu backed)", how, pages(st.backed));
+
+	/* One batch evicts what a buffer manager drops and loads what it
+	 * needs: on kmod, one call. */
+	{
+		struct rewire_op ops[2] = {
+			{ REWIRE_OP_EVICT, 0, pg(21), NULL, 4 * page_size, NULL },
+			{ REWIRE_OP_POPULATE, REWIRE_OP_RECYCLE, pg(80), NULL, 5 * page_size, NULL },
+		};
+		size_t done = 0;
+
+		st0 = stats();
+		is_int(0, rewire_batch(a, ops, 2, &done), "%s: a batch of evict and populate", how);
+		st = stats();
+		all = done == 2;
+		for (size_t i = 0; i < 4; i++)
+			all &= !page_resident(pg(21 + i));
+		for (size_t i = 0; i < 5; i++)
+			all &= page_resident(pg(80 + i));
+		ok(all && st.backed == st0.backed && !st.cached,
+		   "%s: the loads took the evicted frames and the spare one, no new budget (%zu done, %zu backed of %zu, %zu cached)",
+		   how, done, pages(st.backed), pages(st0.backed), pages(st.cached));
+	}
+
+	/* A freed run's evicted pages are cache, as its backed ones are. */
+	{
+		char *r = rewire_alloc(a, 4 * page_size, 0);
+
+		st0 = stats();
+		rewire_evict(a, r, 2 * page_size);
+		is_int(0, rewire_free(a, r), "%s: freeing a run with evicted pages", how);
+		st = stats();
+		ok(st.backed == st0.backed && pages(st.cached) == 4,
+		   "%s: its 4 pages are cache (%zu)", how, pages(st.cached));
+		rewire_purge(a);
+	}
+
+	/* With the budget all taken, evicted frames make room. */
+	st0 = stats();
+	{
+		size_t room = BUDGET - pages(st0.backed), n = 0;
+
+		/* Pages 85 on are holes still. */
+		while (n < room && !rewire_populate(a, pg(85 + n), page_size, 0))
+			n++;
+		rewire_evict(a, pg(85), 6 * page_size);
+		is_int(0, rewire_populate(a, pg(DB - 6), 6 * page_size, 0),
+		       "%s: a zero-filling populate with the budget full of evicted frames", how);
+		st = stats();
+		ok(n == room && pages(st.backed) == BUDGET && !page_resident(pg(85)),
+		   "%s: drops them to stay within the budget (%zu backed)", how, pages(st.backed));
+	}
+	rewire_evict(a, pg(DB - 6), 6 * page_size);
+	is_int(0, rewire_purge(a), "%s: a purge", how);
+	st = stats();
+	ok(!st.cached && !page_resident(pg(DB - 6)), "%s: drops evicted frames too", how);
+
+	/* What was never evicted kept its data. */
+	all = true;
+	for (size_t i = 25; i < 32; i++)
+		all &= page_has_tag(pg(i), 1 + i);
+	ok(all, "%s: the pages never evicted keep their data", how);
+	is_int(-EINVAL, rewire_evict(a, pg(1) + 1, page_size), "%s: unaligned: EINVAL", how);
+	is_int(-EFAULT, rewire_evict(a, pg(DB), page_size), "%s: not in a run: EFAULT", how);
+	rewire_arena_destroy(a);
+}
+
+int main(void)
+{
+	test_init();
+	plan(2 * 25);
+	run(false);
+	run(true);
+	return done_testing();
+}
