@@ -199,7 +199,11 @@ static int reserve(struct rewire_arena *a, size_t start, size_t n, size_t *holes
 		/* Pages kept in threads' caches go back first, as cache. */
 		rw_flush_tcaches(a);
 		rw_drop_cache(a);
-		rw_drop_all_spares(a);
+		if (rw_spare_count(a)) {
+			unlock(a);
+			rw_drop_all_spares(a);
+			lock(a);
+		}
 		if (rw_budget_take(a, *holes))
 			break;
 		/* Another thread took the room meanwhile, or is still dropping

@@ -223,8 +223,8 @@ int rewire_purge(struct rewire_arena *a)
 	rw_flush_tcaches(a);
 	pthread_mutex_lock(&a->lock);
 	ret = rw_drop_cache(a);
-	rw_drop_all_spares(a);
 	pthread_mutex_unlock(&a->lock);
+	rw_drop_all_spares(a);
 	return ret;
 }
 
