@@ -1,9 +1,10 @@
 /* Buffer pool: random page reads over a data set ten times the pool, through
- * three buffer managers: vmcache (Leis et al., SIGMOD 2023; the design of
- * examples/vmcache.c) on a rewire arena, the same manager on plain Linux
- * memory (MADV_DONTNEED to evict, a page fault inside pread(2) to load), and
- * a classic pool of malloc'd frames found through a hash table. The data set
- * is a memfd, so the figures measure memory management, not a disk. */
+ * three buffer managers: vmcache (Leis et al., SIGMOD 2023) on a rewire
+ * arena, which is the example's manager (examples/vmcache-core.c, linked in)
+ * as examples/vmcache.c runs it, the same manager on plain Linux memory (its
+ * third mode: MADV_DONTNEED to evict, a page fault inside pread(2) to load),
+ * and a classic pool of malloc'd frames found through a hash table. The data
+ * set is a memfd, so the figures measure memory management, not a disk. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <pthread.h>
@@ -12,17 +13,17 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "../examples/vmcache-core.h"
 #include "common.h"
 #include "rewire.h"
 
 enum {
 	GROUP = 16,		/* pages one request fixes together */
 	EVICT_MIN = 16,		/* fewest pages one eviction round frees */
-	MAX_OPS = EVICT_MIN + 2 * GROUP,
 	HIT_READS = 1 << 20,	/* reads of resident pages per hit-path run */
 	CHAIN = 4096,		/* entries of the sequence that chained reads use */
 };
-enum { RESIDENT = 1, REF = 2, PINNED = 4 };	/* vmcache page states; REF and PINNED for frames too */
+enum { REF = 2, PINNED = 4 };	/* the hash pool's frame states */
 enum kind { REWIRE, PLAIN, HASHED, NKINDS };
 static const char *const kind_names[NKINDS] = { "vmcache on rewire", "vmcache, plain memory",
 						"hash-table pool" };
@@ -36,26 +37,25 @@ struct slot {
 struct bp {
 	enum kind kind;
 	size_t npages, pool, words;
-	int fd;
 	size_t first;			/* the data set's page of this manager's page 0 */
 	uint64_t rng;
-	bool failed, shared;		/* shared: arena or mapping belongs to the caller */
-	/* vmcache, on a rewire arena or on plain memory */
-	struct rewire_arena *arena;
-	char *db;			/* page p at db + p * ps */
-	char *frames;			/* rewire: spare frames or holes; hashed: the pool */
-	uint8_t *state;			/* vmcache: per page; hashed: per frame */
-	size_t hand, resident;
-	uint32_t *spare, *holes;
-	size_t nspare, nholes;
-	struct rewire_op ops[MAX_OPS];
+	bool failed;
+	/* vmcache, on a rewire arena or on plain memory: the example's */
+	struct bm vm;
+	bool open;			/* vm is open: bm_close() it */
+	struct rewire_arena *arena;	/* the manager's own arena or mapping, */
+	char *map;			/* when it has one */
 	/* the hash-table pool: page id -> frame, open addressing */
+	int fd;
+	char *frames;
+	uint8_t *state;			/* per frame */
+	size_t hand, resident;
 	struct slot *table;
 	size_t mask;
 	int shift;
 	uint32_t *frame_pid;
 	/* counts since the last reset */
-	uint64_t loads, evictions, batches;
+	uint64_t loads;
 	double miss_ns;
 };
 
@@ -64,18 +64,7 @@ static size_t hash(const struct bp *b, uint32_t pid)
 	return (uint32_t)(pid * 2654435761u) >> b->shift;
 }
 
-/* The hit paths: a page's address, or NULL when it is not resident. */
-static inline char *vm_get(struct bp *b, uint32_t pid)
-{
-	uint8_t s = b->state[pid];
-
-	if (!(s & RESIDENT))
-		return NULL;
-	if (!(s & REF))
-		b->state[pid] = s | REF;
-	return b->db + pid * ps;
-}
-
+/* The hash pool's hit path: a page's frame, or NULL when it is not resident. */
 static inline char *hashed_get(struct bp *b, uint32_t pid)
 {
 	for (size_t h = hash(b, pid);; h = (h + 1) & b->mask) {
@@ -122,116 +111,44 @@ static void hashed_remove(struct bp *b, uint32_t pid)
 	b->table[i].pid = EMPTY;
 }
 
-static void add_op(struct bp *b, size_t *n, uint32_t type, uint32_t flags, char *dst, char *src)
-{
-	b->ops[(*n)++] = (struct rewire_op){ type, flags, dst, src, ps, NULL };
-}
-
-/* Clock over the states: the next one resident, not pinned, not used since
- * the hand passed (vmcache: pages; hashed: frames, all in use). */
-static uint32_t victim(struct bp *b, size_t n)
+/* Clock over the frames, all in use: the next not pinned, not used since
+ * the hand passed. */
+static uint32_t hashed_victim(struct bp *b)
 {
 	for (;;) {
-		uint32_t p = (uint32_t)b->hand;
+		uint32_t f = (uint32_t)b->hand;
 
-		b->hand = (b->hand + 1) % n;
-		if ((b->kind != HASHED && !(b->state[p] & RESIDENT)) || b->state[p] & PINNED)
+		b->hand = (b->hand + 1) % b->pool;
+		if (b->state[f] & PINNED)
 			continue;
-		if (!(b->state[p] & REF))
-			return p;
-		b->state[p] &= (uint8_t)~REF;
+		if (!(b->state[f] & REF))
+			return f;
+		b->state[f] &= (uint8_t)~REF;
 	}
-}
-
-static int load(struct bp *b, char *to, uint32_t pid)
-{
-	off_t at = (off_t)(b->first + pid) * (off_t)ps;
-
-	return pread(b->fd, to, ps, at) == (ssize_t)ps ? 0 : -1;
-}
-
-/* vmcache's miss path: evict what room takes (one rewire_batch with the
- * loads, or a madvise per victim), then read the missing pages in. */
-static int vm_miss(struct bp *b, const uint32_t *miss, size_t m)
-{
-	uint32_t victims[MAX_OPS];
-	size_t nv = 0, k = 0, nops = 0, done;
-
-	if (b->resident + m > b->pool) {
-		size_t want = b->resident + m - b->pool;
-
-		for (want = want < EVICT_MIN ? EVICT_MIN : want; nv < want; nv++) {
-			victims[nv] = victim(b, b->npages);
-			b->state[victims[nv]] = 0;
-		}
-		b->resident -= nv;
-		b->evictions += nv;
-	}
-	if (b->kind == PLAIN) {
-		for (size_t v = 0; v < nv; v++)
-			if (madvise(b->db + victims[v] * ps, ps, MADV_DONTNEED))
-				return -1;
-	} else {
-		/* Victims' pages straight into the pages loaded, the others out
-		 * to spare frames; spare frames in; what is left populated. */
-		for (; k < m && k < nv; k++)
-			add_op(b, &nops, REWIRE_OP_MOVE, 0, b->db + miss[k] * ps,
-			       b->db + victims[k] * ps);
-		for (size_t v = k; v < nv; v++) {
-			uint32_t f = b->holes[--b->nholes];
-
-			add_op(b, &nops, REWIRE_OP_MOVE, 0, b->frames + f * ps,
-			       b->db + victims[v] * ps);
-			b->spare[b->nspare++] = f;
-		}
-		for (; k < m && b->nspare; k++) {
-			uint32_t f = b->spare[--b->nspare];
-
-			add_op(b, &nops, REWIRE_OP_MOVE, 0, b->db + miss[k] * ps, b->frames + f * ps);
-			b->holes[b->nholes++] = f;
-		}
-		for (; k < m; k++)
-			add_op(b, &nops, REWIRE_OP_POPULATE, REWIRE_OP_RECYCLE, b->db + miss[k] * ps,
-			       NULL);
-		if (rewire_batch(b->arena, b->ops, nops, &done))
-			return -1;
-		b->batches++;
-	}
-	for (size_t i = 0; i < m; i++) {
-		if (load(b, b->db + miss[i] * ps, miss[i]))
-			return -1;
-		b->state[miss[i]] = RESIDENT | REF | PINNED;
-	}
-	b->resident += m;
-	b->loads += m;
-	return 0;
 }
 
 static int hashed_miss(struct bp *b, const uint32_t *miss, size_t m)
 {
 	for (size_t i = 0; i < m; i++) {
+		off_t at = (off_t)(b->first + miss[i]) * (off_t)ps;
 		uint32_t f;
 
 		if (b->resident < b->pool) {
 			f = (uint32_t)b->resident++;
 		} else {
-			f = victim(b, b->pool);
+			f = hashed_victim(b);
 			hashed_remove(b, b->frame_pid[f]);
-			b->evictions++;
 		}
-		if (load(b, b->frames + (size_t)f * ps, miss[i]))
+		if (pread(b->fd, b->frames + (size_t)f * ps, ps, at) != (ssize_t)ps)
 			return -1;
 		hashed_insert(b, miss[i], f);
 		b->frame_pid[f] = miss[i];
 		b->state[f] = REF | PINNED;
 	}
-	b->loads += m;
 	return 0;
 }
 
-/* pages[i] is where pids[i] is once the request's pages are all resident
- * and pinned. */
-static int fix(struct bp *b, const uint32_t *pids, char **pages, size_t n)
+static int hashed_fix(struct bp *b, const uint32_t *pids, char **pages, size_t n)
 {
 	uint32_t miss[GROUP];
 	size_t m = 0;
@@ -239,9 +156,9 @@ static int fix(struct bp *b, const uint32_t *pids, char **pages, size_t n)
 	int ret;
 
 	for (size_t i = 0; i < n; i++) {
-		pages[i] = b->kind == HASHED ? hashed_get(b, pids[i]) : vm_get(b, pids[i]);
+		pages[i] = hashed_get(b, pids[i]);
 		if (pages[i]) {
-			b->state[b->kind == HASHED ? (pages[i] - b->frames) / ps : pids[i]] |= PINNED;
+			b->state[(pages[i] - b->frames) / ps] |= PINNED;
 			continue;
 		}
 		for (size_t j = 0; j <= m; j++) {
@@ -256,19 +173,46 @@ static int fix(struct bp *b, const uint32_t *pids, char **pages, size_t n)
 	if (!m)
 		return 0;
 	t = now_ns();
-	ret = b->kind == HASHED ? hashed_miss(b, miss, m) : vm_miss(b, miss, m);
+	ret = hashed_miss(b, miss, m);
 	b->miss_ns += now_ns() - t;
+	b->loads += m;
 	for (size_t i = 0; i < n && !ret; i++)
 		if (!pages[i])
-			pages[i] = b->kind == HASHED ? hashed_get(b, pids[i]) : vm_get(b, pids[i]);
+			pages[i] = hashed_get(b, pids[i]);
+	return ret;
+}
+
+/* pages[i] is where pids[i] is once the request's pages are all resident
+ * and pinned. vmcache's fix is the example's bm_fix(), timed between its
+ * two halves: the misses' evict+load is bm_load(). */
+static int fix(struct bp *b, const uint32_t *pids, char **pages, size_t n)
+{
+	size_t m;
+	int ret = 0;
+
+	if (b->kind == HASHED)
+		return hashed_fix(b, pids, pages, n);
+	m = bm_pin(&b->vm, pids, n);
+	if (m) {
+		double t = now_ns();
+
+		ret = bm_load(&b->vm, m);
+		b->miss_ns += now_ns() - t;
+		b->loads += m;
+	}
+	for (size_t i = 0; i < n; i++)
+		pages[i] = b->vm.db + pids[i] * ps;
 	return ret;
 }
 
 static void unfix(struct bp *b, const uint32_t *pids, char **pages, size_t n)
 {
+	if (b->kind != HASHED) {
+		bm_unfix(&b->vm, pids, n);
+		return;
+	}
 	for (size_t i = 0; i < n; i++)
-		b->state[b->kind == HASHED ? (pages[i] - b->frames) / ps : pids[i]] &=
-			(uint8_t)~PINNED;
+		b->state[(pages[i] - b->frames) / ps] &= (uint8_t)~PINNED;
 }
 
 /* Uniform, or skewed: u^4 puts half the reads on 6% of the pages, which a
@@ -311,43 +255,22 @@ static void requests(struct bp *b, int skewed, long n)
 	}
 }
 
-static void destroy(struct bp *b)
+/* Frees the manager; -1 if the example's closing checks fail (its page-state
+ * table against the arena's records). */
+static int destroy(struct bp *b)
 {
-	if (b->arena && !b->shared)
+	int ret = b->open ? bm_close(&b->vm) : 0;
+
+	if (b->arena)
 		rewire_arena_destroy(b->arena);
-	if (b->kind == PLAIN && b->db && !b->shared)
-		munmap(b->db, b->npages * ps);
+	if (b->map)
+		munmap(b->map, b->npages * ps);
 	if (b->kind == HASHED)
 		free(b->frames);
 	free(b->state);
-	free(b->spare);
-	free(b->holes);
 	free(b->table);
 	free(b->frame_pid);
-}
-
-/* The plain managers' memory: npages pages, faulted in as they are read. */
-static char *plain_map(size_t npages)
-{
-	char *p = mmap(NULL, npages * ps, PROT_READ | PROT_WRITE,
-		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-
-	if (p == MAP_FAILED)
-		return NULL;
-	madvise(p, npages * ps, MADV_NOHUGEPAGE);
-	return p;
-}
-
-/* The rewire managers' arena: the data set and the frames, the pool its
- * lock budget. */
-static int pool_arena(size_t npages, size_t pool, struct rewire_arena **a)
-{
-	struct rewire_options o;
-
-	rewire_options_init(&o);
-	o.reserve = (npages + pool) * ps;
-	o.lock_budget = pool * ps;
-	return rewire_arena_create(&o, a);
+	return ret;
 }
 
 /* A manager of npages pages of the data set from page first, with a pool
@@ -356,6 +279,12 @@ static int pool_arena(size_t npages, size_t pool, struct rewire_arena **a)
 static int create(struct bp *b, enum kind kind, size_t npages, size_t pool, int fd, size_t first,
 		  struct rewire_arena *arena, char *map)
 {
+	struct bm_config cfg = {
+		.mode = kind == PLAIN ? BM_PLAIN : BM_MOVE, .arena = arena, .map = map,
+		.fd = fd, .first = first, .npages = npages, .pool = pool, .group = GROUP,
+		.evict_min = EVICT_MIN,
+	};
+
 	memset(b, 0, sizeof(*b));
 	b->kind = kind;
 	b->npages = npages;
@@ -364,7 +293,6 @@ static int create(struct bp *b, enum kind kind, size_t npages, size_t pool, int 
 	b->fd = fd;
 	b->first = first;
 	b->rng = rnd() | 1;
-	b->shared = arena || map;
 	if (kind == HASHED) {
 		size_t slots = 1;
 
@@ -381,24 +309,20 @@ static int create(struct bp *b, enum kind kind, size_t npages, size_t pool, int 
 		memset(b->frames, 0, pool * ps);	/* a classic pool owns its memory */
 		return 0;
 	}
-	b->state = calloc(npages, 1);
-	if (!b->state)
-		return -1;
-	if (kind == PLAIN) {
-		b->db = map ? map : plain_map(npages);
-		return b->db ? 0 : -1;
+	/* Without threads, the manager's arena or mapping is its own. */
+	if (kind == PLAIN && !map) {
+		cfg.map = b->map = bm_map(npages);
+		if (!b->map)
+			return -1;
 	}
-	b->spare = malloc(pool * sizeof(*b->spare));
-	b->holes = malloc(pool * sizeof(*b->holes));
-	b->arena = arena;
-	if (!b->spare || !b->holes || (!arena && pool_arena(npages, pool, &b->arena)))
+	if (kind == REWIRE && !arena) {
+		if (bm_arena(npages, pool, 0, &b->arena))
+			return -1;
+		cfg.arena = b->arena;
+	}
+	if (bm_open(&b->vm, &cfg))
 		return -1;
-	b->db = rewire_alloc(b->arena, npages * ps, REWIRE_ALLOC_HOLES);
-	b->frames = rewire_alloc(b->arena, pool * ps, REWIRE_ALLOC_HOLES);
-	if (!b->db || !b->frames)
-		return -1;
-	for (size_t f = 0; f < pool; f++)
-		b->holes[b->nholes++] = (uint32_t)(pool - 1 - f);
+	b->open = true;
 	return 0;
 }
 
@@ -418,7 +342,7 @@ static uint32_t *hit_sequence(struct bp *b)
 			res[n++] = b->frame_pid[f];
 	else
 		for (uint32_t p = 0; p < b->npages && n < b->pool; p++)
-			if (b->state[p] & RESIDENT)
+			if (b->vm.state[p] & BM_RESIDENT)
 				res[n++] = p;
 	for (size_t i = 0; i < HIT_READS; i++)
 		seq[i] = res[rnd() % n];
@@ -445,17 +369,8 @@ static ALWAYS_INLINE char *hit_find(struct hitctx c, enum how how, uint32_t pid)
 {
 	if (how == DIRECT)
 		return c.db + pid * c.page;
-	if (how == VMCACHE) {
-		uint8_t s = c.state[pid];
-
-		/* One test on the hot path: only a resident page has REF set. */
-		if (__builtin_expect(!(s & REF), 0)) {
-			if (!(s & RESIDENT))
-				return NULL;
-			c.state[pid] = s | REF;
-		}
-		return c.db + pid * c.page;
-	}
+	if (how == VMCACHE)
+		return bm_hit(c.state, c.db, c.page, pid);
 	for (size_t h = (uint32_t)(pid * 2654435761u) >> c.shift;; h = (h + 1) & c.hmask) {
 		if (c.table[h].pid == pid) {
 			uint32_t f = c.table[h].frame;
@@ -526,8 +441,8 @@ static double hits(struct bp *b, const uint32_t *seq, enum how how, bool chained
 		{ vmcache_reads, vmcache_chain },
 		{ hashed_reads, hashed_chain },
 	};
-	struct hitctx c = { seq, b->state, b->db, b->frames, b->table, b->words - 1, b->mask, ps,
-			    b->shift };
+	struct hitctx c = { seq, how == HASH_TABLE ? b->state : b->vm.state, b->vm.db, b->frames,
+			    b->table, b->words - 1, b->mask, ps, b->shift };
 	double t = now_ns();
 	uint64_t sum = loops[how][chained](c);
 
@@ -563,7 +478,7 @@ static void measure(struct bp *b, enum kind kind, int skewed, size_t npages, siz
 
 		progress("bufferpool: %s, %s, run %d of %d", pattern_names[skewed], kind_names[kind],
 			 r + 1, reps);
-		b->loads = b->evictions = b->batches = 0;
+		b->loads = 0;
 		b->miss_ns = 0;
 		t = now_ns();
 		requests(b, skewed, n);
@@ -677,8 +592,8 @@ static void measure_threads(enum kind kind, int t, size_t npages, size_t pool, i
 	int started = 0;
 
 	memset(fig, 0, sizeof(*fig));
-	if (!w || (kind == REWIRE && pool_arena(npages, pool, &arena)) ||
-	    (kind == PLAIN && !(map = plain_map(npages)))) {
+	if (!w || (kind == REWIRE && bm_arena(npages, pool, 0, &arena)) ||
+	    (kind == PLAIN && !(map = bm_map(npages)))) {
 		free(w);
 		return;
 	}
@@ -725,7 +640,7 @@ static void measure_threads(enum kind kind, int t, size_t npages, size_t pool, i
 		if (i < started)
 			pthread_join(w[i].tid, NULL);
 		fig->ok &= !w[i].b.failed;
-		destroy(&w[i].b);
+		fig->ok &= !destroy(&w[i].b);
 	}
 	pthread_barrier_destroy(&go);
 	if (fig->ok) {
@@ -799,7 +714,8 @@ void bench_bufferpool(void)
 			struct figures *x = &f[s][k];
 			char name[96];
 
-			destroy(&b[k]);
+			if (destroy(&b[k]))
+				x->ok = false;
 			if (!x->ran) {
 				printf("  %-8s %-24s not available here\n", pattern_names[s],
 				       kind_names[k]);

@@ -8,45 +8,35 @@
  * moved straight into a page being loaded (recycled, never zeroed) or out to
  * a run of free frames, or, in the other mode, discarded, and loads are
  * populated. The loaded pages are then pread(2) from the file, and every
- * page read is checked against what the file holds.
+ * page read is checked against what the file holds. A third run puts the
+ * same manager on plain memory, as vmcache runs without exmap: a
+ * madvise(MADV_DONTNEED) per victim, and a zeroed page faulted in by pread.
+ *
+ * The manager itself is vmcache-core.[ch], which rewire-bench's bufferpool
+ * section measures; this file is its data file, its requests and checks.
  */
 #include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <rewire.h>
+
+#include "vmcache-core.h"
 
 enum {
 	NPAGES = 4096,		/* pages in the data file */
 	POOL = 512,		/* pages that may be backed at once: the lock budget */
 	GROUP = 8,		/* pages one request fixes together */
 	EVICT_MIN = 32,		/* fewest pages one eviction round frees */
-	MAX_OPS = EVICT_MIN + 2 * GROUP,
 };
 
-/* The page-state table: one byte per database page. */
-enum { RESIDENT = 1, REF = 2, DIRTY = 4, PINNED = 8 };
-
-enum mode { BY_MOVE, BY_DISCARD };
-static const char *const mode_names[] = { "moving victims", "discarding victims" };
-
-struct bm {
-	struct rewire_arena *arena;
-	enum mode mode;
-	int fd;
-	size_t ps;
-	char *db;			/* NPAGES pages, page p at db + p * ps */
-	char *frames;			/* POOL frames: free backed pages, or holes */
-	uint8_t state[NPAGES];
-	size_t hand, resident;
-	uint32_t spare[POOL], holes[POOL];	/* frames backed and unused; frames that are holes */
-	size_t nspare, nholes;
-	struct rewire_op ops[MAX_OPS];
-	size_t nops;
-	unsigned long loads, evictions, batches, populated, reads, hits;
+static const char *const mode_names[] = {
+	[BM_MOVE] = "moving victims",
+	[BM_DISCARD] = "discarding victims",
+	[BM_PLAIN] = "MADV_DONTNEED and faults",
 };
 
 /* How many times each page was written: the file's word 1 of that page. */
@@ -72,175 +62,6 @@ static int check(const struct bm *bm, uint32_t p)
 		if (w[i] != word(p, i))
 			return -1;
 	return 0;
-}
-
-static void add_op(struct bm *bm, uint32_t type, uint32_t flags, char *dst, char *src)
-{
-	bm->ops[bm->nops++] = (struct rewire_op){ type, flags, dst, src, bm->ps, NULL };
-}
-
-/* Clock: the next resident page, not pinned, not used since the hand passed. */
-static uint32_t victim(struct bm *bm)
-{
-	for (;;) {
-		uint32_t p = (uint32_t)bm->hand;
-
-		bm->hand = (bm->hand + 1) % NPAGES;
-		if (!(bm->state[p] & RESIDENT) || bm->state[p] & PINNED)
-			continue;
-		if (!(bm->state[p] & REF))
-			return p;
-		bm->state[p] &= (uint8_t)~REF;
-	}
-}
-
-static int write_back(struct bm *bm, uint32_t p)
-{
-	return pwrite(bm->fd, bm->db + p * bm->ps, bm->ps, (off_t)p * (off_t)bm->ps) ==
-	       (ssize_t)bm->ps ? 0 : -1;
-}
-
-/* Make the n pages of pids resident and pin them: one rewire_batch evicts
- * what room takes and backs every missing page; then each is read in. */
-static int fix(struct bm *bm, const uint32_t *pids, size_t n)
-{
-	uint32_t miss[GROUP], victims[MAX_OPS];
-	size_t m = 0, nv = 0, k = 0, done;
-	int ret;
-
-	for (size_t i = 0; i < n; i++) {
-		uint8_t *s = &bm->state[pids[i]];
-
-		if (!(*s & (RESIDENT | PINNED)))
-			miss[m++] = pids[i];
-		*s |= PINNED | REF;
-	}
-	bm->reads += n;
-	bm->hits += n - m;
-	if (m == 0)
-		return 0;
-
-	/* Evict when the budget is short, at least EVICT_MIN pages at once. */
-	if (bm->resident + m > POOL) {
-		size_t want = bm->resident + m - POOL;
-
-		for (want = want < EVICT_MIN ? EVICT_MIN : want; nv < want; nv++) {
-			uint32_t q = victim(bm);
-
-			if (bm->state[q] & DIRTY && write_back(bm, q))
-				return -1;
-			bm->state[q] = 0;
-			bm->resident--;
-			victims[nv] = q;
-		}
-		bm->evictions += nv;
-	}
-
-	bm->nops = 0;
-	if (bm->mode == BY_MOVE) {
-		/* A victim's page goes straight to a page being loaded... */
-		for (; k < m && k < nv; k++)
-			add_op(bm, REWIRE_OP_MOVE, 0, bm->db + miss[k] * bm->ps,
-			       bm->db + victims[k] * bm->ps);
-		/* ...the other victims out to free frames... */
-		for (size_t v = k; v < nv; v++) {
-			uint32_t f = bm->holes[--bm->nholes];
-
-			add_op(bm, REWIRE_OP_MOVE, 0, bm->frames + f * bm->ps,
-			       bm->db + victims[v] * bm->ps);
-			bm->spare[bm->nspare++] = f;
-		}
-		/* ...and the other loads take free frames while there are some. */
-		for (; k < m && bm->nspare; k++) {
-			uint32_t f = bm->spare[--bm->nspare];
-
-			add_op(bm, REWIRE_OP_MOVE, 0, bm->db + miss[k] * bm->ps,
-			       bm->frames + f * bm->ps);
-			bm->holes[bm->nholes++] = f;
-		}
-	} else {
-		for (size_t v = 0; v < nv; v++)
-			add_op(bm, REWIRE_OP_DISCARD, 0, bm->db + victims[v] * bm->ps, NULL);
-	}
-	/* What is left is backed in place, from the arena's cache if it has
-	 * any; pread overwrites it, so it need not be zeroed. */
-	for (; k < m; k++, bm->populated++)
-		add_op(bm, REWIRE_OP_POPULATE, REWIRE_OP_RECYCLE, bm->db + miss[k] * bm->ps, NULL);
-
-	ret = rewire_batch(bm->arena, bm->ops, bm->nops, &done);
-	if (ret) {
-		fprintf(stderr, "vmcache: rewire_batch of %zu ops: %s (done %zu)\n", bm->nops,
-			strerror(-ret), done);
-		return -1;
-	}
-	bm->batches++;
-	for (size_t i = 0; i < m; i++) {
-		uint32_t p = miss[i];
-
-		if (pread(bm->fd, bm->db + p * bm->ps, bm->ps, (off_t)p * (off_t)bm->ps) !=
-		    (ssize_t)bm->ps)
-			return -1;
-		bm->state[p] = RESIDENT | PINNED | REF;
-	}
-	bm->resident += m;
-	bm->loads += m;
-	return 0;
-}
-
-static void unfix(struct bm *bm, const uint32_t *pids, size_t n)
-{
-	for (size_t i = 0; i < n; i++)
-		bm->state[pids[i]] &= (uint8_t)~PINNED;
-}
-
-static int bm_open(struct bm *bm, enum mode mode, int fd)
-{
-	struct rewire_options opts;
-	int ret;
-
-	memset(bm, 0, sizeof(*bm));
-	bm->mode = mode;
-	bm->fd = fd;
-	bm->ps = (size_t)sysconf(_SC_PAGESIZE);
-	rewire_options_init(&opts);
-	opts.reserve = (NPAGES + POOL) * bm->ps;
-	opts.lock_budget = POOL * bm->ps;
-	ret = rewire_arena_create(&opts, &bm->arena);
-	if (ret == -ENOMEM || ret == -EPERM) {
-		/* RLIMIT_MEMLOCK is below the reserve: lock nothing, and let
-		 * the budget alone bound the pool. */
-		opts.flags |= REWIRE_UNLOCKED;
-		ret = rewire_arena_create(&opts, &bm->arena);
-	}
-	if (ret)
-		return -1;
-	bm->db = rewire_alloc(bm->arena, NPAGES * bm->ps, REWIRE_ALLOC_HOLES);
-	bm->frames = rewire_alloc(bm->arena, POOL * bm->ps, REWIRE_ALLOC_HOLES);
-	if (!bm->db || !bm->frames)
-		return -1;
-	for (uint32_t f = 0; f < POOL; f++)
-		bm->holes[bm->nholes++] = POOL - 1 - f;
-	return 0;
-}
-
-/* Our page-state table against the arena's records; write dirty pages back. */
-static int bm_close(struct bm *bm)
-{
-	static unsigned char vec[NPAGES];
-	size_t backed = 0;
-	int bad = rewire_page_state(bm->arena, bm->db, NPAGES * bm->ps, vec) != 0;
-
-	for (uint32_t p = 0; p < NPAGES && !bad; p++) {
-		bad |= !(vec[p] & REWIRE_PAGE_BACKED) != !(bm->state[p] & RESIDENT);
-		if (bm->state[p] & DIRTY)
-			bad |= write_back(bm, p) != 0;
-	}
-	bad |= rewire_page_state(bm->arena, bm->frames, POOL * bm->ps, vec) != 0;
-	for (size_t f = 0; f < POOL && !bad; f++)
-		backed += !!(vec[f] & REWIRE_PAGE_BACKED);
-	bad |= backed != bm->nspare;
-	rewire_arena_destroy(bm->arena);
-	return bad ? -1 : 0;
 }
 
 static uint64_t rng = 88172645463325252ull;
@@ -272,22 +93,23 @@ static int run(struct bm *bm, int skewed, long requests)
 	for (long r = 0; r < requests; r++) {
 		for (int i = 0; i < GROUP; i++)
 			pids[i] = pick(skewed);
-		if (fix(bm, pids, GROUP))
+		if (bm_fix(bm, pids, GROUP))
 			return -1;
 		for (int i = 0; i < GROUP; i++) {
-			uint64_t *w = (uint64_t *)(bm->db + pids[i] * bm->ps);
+			/* A fixed page is resident: the hit path finds it. */
+			uint64_t *w = (uint64_t *)bm_get(bm, pids[i]);
 
-			if (check(bm, pids[i])) {
+			if (!w || check(bm, pids[i])) {
 				fprintf(stderr, "vmcache: page %u holds wrong data (%s, request %ld)\n",
 					pids[i], skewed ? "skewed" : "uniform", r);
 				return -1;
 			}
 			if (rnd() % 8 == 0) {
 				w[1] = ++version[pids[i]];
-				bm->state[pids[i]] |= DIRTY;
+				bm->state[pids[i]] |= BM_DIRTY;
 			}
 		}
-		unfix(bm, pids, GROUP);
+		bm_unfix(bm, pids, GROUP);
 	}
 	return 0;
 }
@@ -321,27 +143,50 @@ int main(int argc, char **argv)
 	}
 	free(page);
 
-	for (int mode = BY_MOVE; mode <= BY_DISCARD; mode++) {
-		static struct bm bm;
+	for (int mode = BM_MOVE; mode <= BM_PLAIN; mode++) {
+		struct bm_config cfg = {
+			.mode = (enum bm_mode)mode, .fd = fd, .npages = NPAGES, .pool = POOL,
+			.group = GROUP, .evict_min = EVICT_MIN,
+		};
+		struct bm bm;
+		unsigned long zeroed;
+		int ret = 0;
 
-		if (bm_open(&bm, (enum mode)mode, fd)) {
-			fprintf(stderr, "vmcache: cannot set up the arena\n");
+		if (mode == BM_PLAIN) {
+			cfg.map = bm_map(NPAGES);
+		} else {
+			ret = bm_arena(NPAGES, POOL, 0, &cfg.arena);
+			/* RLIMIT_MEMLOCK is below the reserve: lock nothing,
+			 * and let the budget alone bound the pool. */
+			if (ret == -ENOMEM || ret == -EPERM)
+				ret = bm_arena(NPAGES, POOL, REWIRE_UNLOCKED, &cfg.arena);
+		}
+		if (ret || bm_open(&bm, &cfg)) {
+			fprintf(stderr, "vmcache: cannot set up the %s\n",
+				mode == BM_PLAIN ? "mapping" : "arena");
 			return 1;
 		}
 		printf("vmcache on %s, %s: %d-page file, %d-page pool, ",
-		       rewire_backend_name(bm.arena), mode_names[mode], NPAGES, POOL);
+		       cfg.arena ? rewire_backend_name(cfg.arena) : "plain memory",
+		       mode_names[mode], NPAGES, POOL);
 		if (run(&bm, 0, requests) || run(&bm, 1, requests)) {
 			printf("FAILED\n");
 			return 1;
 		}
+		/* On plain memory, every load faults in a zeroed page. */
+		zeroed = mode == BM_PLAIN ? bm.loads : bm.populated;
 		printf("%lu reads checked (%.0f%% hits): %lu loads (%lu zero-filled), "
 		       "%lu evictions, %lu batches\n", bm.reads, 100.0 * bm.hits / bm.reads,
-		       bm.loads, bm.populated, bm.evictions, bm.batches);
+		       bm.loads, zeroed, bm.evictions, bm.batches);
 		if (bm_close(&bm)) {
 			fprintf(stderr, "vmcache: the arena's page states disagree with the table, "
 					"or a write-back failed\n");
 			return 1;
 		}
+		if (cfg.arena)
+			rewire_arena_destroy(cfg.arena);
+		else
+			munmap(cfg.map, NPAGES * ps);
 	}
 	close(fd);
 	return 0;
