@@ -280,7 +280,7 @@ static int create(struct bp *b, enum kind kind, size_t npages, size_t pool, int 
 		  struct rewire_arena *arena, char *map)
 {
 	struct bm_config cfg = {
-		.mode = kind == PLAIN ? BM_PLAIN : BM_MOVE, .arena = arena, .map = map,
+		.mode = kind == PLAIN ? BM_PLAIN : BM_EVICT, .arena = arena, .map = map,
 		.fd = fd, .first = first, .npages = npages, .pool = pool, .group = GROUP,
 		.evict_min = EVICT_MIN,
 	};

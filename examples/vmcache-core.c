@@ -83,44 +83,25 @@ size_t bm_pin(struct bm *bm, const uint32_t *pids, size_t n)
 	return m;
 }
 
-/* The batch of one fix: victims out, the missing pages backed. */
+/*
+ * The batch of one fix: victims out, the missing pages backed, from the
+ * victims' frames where they were evicted (rewire(7), "Using rewire under
+ * a buffer manager"): an evicted page keeps its frame, and the recycling
+ * populate moves it into a page being loaded, one move a page. pread
+ * overwrites what it held, so it need not be zeroed.
+ */
 static int batch(struct bm *bm, size_t nv, size_t m)
 {
-	const uint32_t *miss = bm->miss, *victims = bm->victims;
-	size_t k = 0, nops = 0, done;
+	uint32_t type = bm->cfg.mode == BM_EVICT ? REWIRE_OP_EVICT : REWIRE_OP_DISCARD;
+	size_t nops = 0, done;
 	int ret;
 
-	if (bm->cfg.mode == BM_MOVE) {
-		/* A victim's page goes straight to a page being loaded... */
-		for (; k < m && k < nv; k++)
-			add_op(bm, &nops, REWIRE_OP_MOVE, 0, bm->db + miss[k] * bm->ps,
-			       bm->db + victims[k] * bm->ps);
-		/* ...the other victims out to free frames... */
-		for (size_t v = k; v < nv; v++) {
-			uint32_t f = bm->holes[--bm->nholes];
-
-			add_op(bm, &nops, REWIRE_OP_MOVE, 0, bm->frames + f * bm->ps,
-			       bm->db + victims[v] * bm->ps);
-			bm->spare[bm->nspare++] = f;
-		}
-		/* ...and the other loads take free frames while there are some. */
-		for (; k < m && bm->nspare; k++) {
-			uint32_t f = bm->spare[--bm->nspare];
-
-			add_op(bm, &nops, REWIRE_OP_MOVE, 0, bm->db + miss[k] * bm->ps,
-			       bm->frames + f * bm->ps);
-			bm->holes[bm->nholes++] = f;
-		}
-	} else {
-		for (size_t v = 0; v < nv; v++)
-			add_op(bm, &nops, REWIRE_OP_DISCARD, 0, bm->db + victims[v] * bm->ps, NULL);
-	}
-	/* What is left is backed in place, from the arena's cache if it has
-	 * any; pread overwrites it, so it need not be zeroed. */
-	for (; k < m; k++, bm->populated++)
-		add_op(bm, &nops, REWIRE_OP_POPULATE, REWIRE_OP_RECYCLE, bm->db + miss[k] * bm->ps,
-		       NULL);
-
+	for (size_t v = 0; v < nv; v++)
+		add_op(bm, &nops, type, 0, bm->db + bm->victims[v] * bm->ps, NULL);
+	for (size_t k = 0; k < m; k++)
+		add_op(bm, &nops, REWIRE_OP_POPULATE, REWIRE_OP_RECYCLE,
+		       bm->db + bm->miss[k] * bm->ps, NULL);
+	bm->populated += m;
 	ret = rewire_batch(bm->cfg.arena, bm->ops, nops, &done);
 	if (ret) {
 		fprintf(stderr, "vmcache: rewire_batch of %zu ops: %s (done %zu)\n", nops,
@@ -186,12 +167,8 @@ static void bm_free(struct bm *bm)
 	if (bm->cfg.arena) {
 		if (bm->db)
 			rewire_free(bm->cfg.arena, bm->db);
-		if (bm->frames)
-			rewire_free(bm->cfg.arena, bm->frames);
 	}
 	free(bm->state);
-	free(bm->spare);
-	free(bm->holes);
 	free(bm->miss);
 	free(bm->victims);
 	free(bm->ops);
@@ -218,17 +195,12 @@ int bm_open(struct bm *bm, const struct bm_config *cfg)
 			goto fail;
 		return 0;
 	}
-	bm->spare = malloc(cfg->pool * sizeof(*bm->spare));
-	bm->holes = malloc(cfg->pool * sizeof(*bm->holes));
 	bm->ops = malloc((nvictims + cfg->group) * sizeof(*bm->ops));
-	if (!bm->spare || !bm->holes || !bm->ops || !cfg->arena)
+	if (!bm->ops || !cfg->arena)
 		goto fail;
 	bm->db = rewire_alloc(cfg->arena, cfg->npages * bm->ps, REWIRE_ALLOC_HOLES);
-	bm->frames = rewire_alloc(cfg->arena, cfg->pool * bm->ps, REWIRE_ALLOC_HOLES);
-	if (!bm->db || !bm->frames)
+	if (!bm->db)
 		goto fail;
-	for (size_t f = 0; f < cfg->pool; f++)
-		bm->holes[bm->nholes++] = (uint32_t)(cfg->pool - 1 - f);
 	return 0;
 fail:
 	bm_free(bm);
@@ -237,23 +209,18 @@ fail:
 
 int bm_close(struct bm *bm)
 {
-	unsigned char *vec = malloc(bm->cfg.npages > bm->cfg.pool ? bm->cfg.npages : bm->cfg.pool);
+	unsigned char *vec = malloc(bm->cfg.npages);
 	int bad = !vec;
 
 	for (uint32_t p = 0; p < bm->cfg.npages && !bad; p++)
 		if (bm->state[p] & BM_DIRTY)
 			bad |= write_back(bm, p) != 0;
 	/* Plain memory has no record of its own to compare with. */
+	/* Evicted pages are holes to the arena, their frames apart. */
 	if (bm->cfg.mode != BM_PLAIN && !bad) {
-		size_t backed = 0;
-
 		bad |= rewire_page_state(bm->cfg.arena, bm->db, bm->cfg.npages * bm->ps, vec) != 0;
 		for (uint32_t p = 0; p < bm->cfg.npages && !bad; p++)
 			bad |= !(vec[p] & REWIRE_PAGE_BACKED) != !(bm->state[p] & BM_RESIDENT);
-		bad |= rewire_page_state(bm->cfg.arena, bm->frames, bm->cfg.pool * bm->ps, vec) != 0;
-		for (size_t f = 0; f < bm->cfg.pool && !bad; f++)
-			backed += !!(vec[f] & REWIRE_PAGE_BACKED);
-		bad |= backed != bm->nspare;
 	}
 	free(vec);
 	bm_free(bm);

@@ -17,14 +17,14 @@ enum { BM_RESIDENT = 1, BM_REF = 2, BM_DIRTY = 4, BM_PINNED = 8 };
 
 /* How victims leave and loads arrive. */
 enum bm_mode {
-	BM_MOVE,	/* a victim's page moves straight into a page being loaded */
-	BM_DISCARD,	/* victims are discarded, loads populated */
+	BM_EVICT,	/* victims evicted, their frames recycled by the loads */
+	BM_DISCARD,	/* victims discarded, loads populated */
 	BM_PLAIN,	/* no rewire: madvise(MADV_DONTNEED) per victim, a fault in pread */
 };
 
 struct bm_config {
 	enum bm_mode mode;
-	struct rewire_arena *arena;	/* BM_MOVE, BM_DISCARD: holds db and the frames */
+	struct rewire_arena *arena;	/* BM_EVICT, BM_DISCARD: holds db */
 	char *map;			/* BM_PLAIN: npages pages of anonymous memory */
 	int fd;				/* the data file */
 	size_t first;			/* the file's page that is database page 0 */
@@ -38,18 +38,16 @@ struct bm {
 	struct bm_config cfg;
 	size_t ps;
 	char *db;			/* page p at db + p * ps */
-	char *frames;			/* pool frames: free backed pages, or holes */
 	uint8_t *state;
 	size_t hand, resident;
-	uint32_t *spare, *holes;	/* frames backed and unused; frames that are holes */
-	size_t nspare, nholes;
 	uint32_t *miss, *victims;	/* the fix under way's */
 	struct rewire_op *ops;
 	unsigned long loads, evictions, batches, populated, reads, hits;
 };
 
 /* An arena for managers of npages pages and a pool of pool pages in all:
- * the pool is its lock budget, so the library itself refuses to back more. */
+ * the pool is its lock budget, so the library itself refuses to back more
+ * (evicted frames waiting to be recycled count in it). */
 int bm_arena(size_t npages, size_t pool, unsigned int flags, struct rewire_arena **arena);
 /* Plain memory for BM_PLAIN; munmap(2) it after bm_close(). */
 char *bm_map(size_t npages);

@@ -4,10 +4,10 @@
  * db + p * pagesize, in one run of holes as large as the data file, so a hit
  * costs no translation. The arena's lock budget is the pool: the library
  * itself refuses to back more. Clock picks the victims, and one rewire_batch
- * per request evicts them and backs the pages it loads: a victim's page is
- * moved straight into a page being loaded (recycled, never zeroed) or out to
- * a run of free frames, or, in the other mode, discarded, and loads are
- * populated. The loaded pages are then pread(2) from the file, and every
+ * per request evicts them and backs the pages it loads with a recycling
+ * populate: an evicted page keeps its frame, which the populate moves into
+ * a page being loaded (one page-table move, never zeroed); in the other
+ * mode victims are discarded, and loads zero-filled but on kmod. The loaded pages are then pread(2) from the file, and every
  * page read is checked against what the file holds. A third run puts the
  * same manager on plain memory, as vmcache runs without exmap: a
  * madvise(MADV_DONTNEED) per victim, and a zeroed page faulted in by pread.
@@ -34,7 +34,7 @@ enum {
 };
 
 static const char *const mode_names[] = {
-	[BM_MOVE] = "moving victims",
+	[BM_EVICT] = "evicting victims",
 	[BM_DISCARD] = "discarding victims",
 	[BM_PLAIN] = "MADV_DONTNEED and faults",
 };
@@ -143,13 +143,14 @@ int main(int argc, char **argv)
 	}
 	free(page);
 
-	for (int mode = BM_MOVE; mode <= BM_PLAIN; mode++) {
+	for (int mode = BM_EVICT; mode <= BM_PLAIN; mode++) {
 		struct bm_config cfg = {
 			.mode = (enum bm_mode)mode, .fd = fd, .npages = NPAGES, .pool = POOL,
 			.group = GROUP, .evict_min = EVICT_MIN,
 		};
 		struct bm bm;
-		unsigned long zeroed;
+		struct rewire_stats st;
+		unsigned long long moves;
 		int ret = 0;
 
 		if (mode == BM_PLAIN) {
@@ -173,11 +174,15 @@ int main(int argc, char **argv)
 			printf("FAILED\n");
 			return 1;
 		}
-		/* On plain memory, every load faults in a zeroed page. */
-		zeroed = mode == BM_PLAIN ? bm.loads : bm.populated;
-		printf("%lu reads checked (%.0f%% hits): %lu loads (%lu zero-filled), "
+		/* On plain memory, every load faults in a zeroed page; on an
+		 * arena, the pages moved are frames recycled (and, on kmod,
+		 * discarded pages moved to the cache). */
+		moves = 0;
+		if (cfg.arena && !rewire_arena_stats(cfg.arena, &st))
+			moves = st.pages_remapped + st.pages_copied;
+		printf("%lu reads checked (%.0f%% hits): %lu loads, %llu page moves, "
 		       "%lu evictions, %lu batches\n", bm.reads, 100.0 * bm.hits / bm.reads,
-		       bm.loads, zeroed, bm.evictions, bm.batches);
+		       bm.loads, moves, bm.evictions, bm.batches);
 		if (bm_close(&bm)) {
 			fprintf(stderr, "vmcache: the arena's page states disagree with the table, "
 					"or a write-back failed\n");

@@ -88,6 +88,15 @@ size_t rw_drop_all_spares(struct rewire_arena *a)
 				bits_release(a->busy, p[k], 1);
 		}
 	}
+	/* Pages the stack had no room for are found in the bitmap. */
+	for (size_t i = 0; rw_spare_count(a) && (i = bits_find(a->spare, i, a->npages, true)) <
+	     a->npages; i++) {
+		if (!bits_claim(a->busy, i, 1))
+			continue;
+		if (!rw_drop_spares(a, i, 1))
+			total++;
+		bits_release(a->busy, i, 1);
+	}
 	return total;
 }
 
@@ -908,7 +917,8 @@ static int recycle_spares(struct rewire_arena *a, size_t start, size_t n)
 		for (size_t k = 0; k < got; k++) {
 			ops[k] = (struct page_op){ .type = REWIRE_OP_MOVE, .dst = page_addr(a, holes[k]),
 						   .src = page_addr(a, from[k]), .npages = 1,
-						   .flags = RW_OP_FROM_SPARE };
+						   .flags = RW_OP_FROM_SPARE |
+							    (k < mine ? RW_OP_OWN_SPARE : 0) };
 			rw_apply_state(a, &ops[k], false);
 		}
 		ret = rw_backend_apply(a, ops, got, &res);
@@ -919,7 +929,7 @@ static int recycle_spares(struct rewire_arena *a, size_t start, size_t n)
 			if (ret == -EIO && k >= res.done)
 				continue;
 			if (k >= res.done)
-				rw_spare_push(a, from[k], 1);
+				rw_spare_return(a, &ops[k]);
 			if (k >= mine)
 				bits_release(a->busy, from[k], 1);
 		}

@@ -22,8 +22,10 @@ struct page_op {
 	uint64_t *was;		/* the backed bits before, while a batch is checked */
 };
 
-/* A move whose source is a spare frame (an evicted page's), not data. */
+/* A move whose source is a spare frame (an evicted page's), not data; and
+ * one the calling batch itself evicted, which it holds claimed. */
 #define RW_OP_FROM_SPARE (1u << 31)
+#define RW_OP_OWN_SPARE (1u << 30)
 
 #define SIZE_CLASSES 32
 
@@ -288,6 +290,7 @@ void rw_spare_push(struct rewire_arena *a, size_t start, size_t n);
 size_t rw_spare_claim(struct rewire_arena *a, size_t want, size_t *out, size_t *mine);
 void rw_spare_keep(struct rewire_arena *a, size_t start, size_t n);
 void rw_spare_keep_end(struct rewire_arena *a);
+void rw_spare_return(struct rewire_arena *a, const struct page_op *op);
 size_t rw_spare_count(const struct rewire_arena *a);
 void rw_spare_counted(struct rewire_arena *a, long n);
 bool rw_budget_take(struct rewire_arena *a, size_t n);

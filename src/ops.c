@@ -326,6 +326,13 @@ static int run_mixed(struct rewire_arena *a, struct page_op *ops, size_t nops,
 		     ops[j].type == REWIRE_OP_PERMUTE ||
 		     (ops[j].type == REWIRE_OP_MOVE && (j == k || !ops[j].was))); j++)
 			rw_apply_state(a, &ops[j], false);
+		/* Pages an evict before them left spare frames in. */
+		ret = drop_spares_moved_onto(a, ops + k, j - k);
+		if (ret) {
+			for (size_t u = j; u-- > k;)
+				rw_apply_state(a, &ops[u], true);
+			break;
+		}
 		ret = rw_backend_apply(a, ops + k, j - k, &part);
 		rw_record(a, ops + k, j - k, &part, ret);
 		res->done += part.done;
@@ -394,8 +401,7 @@ static void unlower(struct rewire_arena *a, struct lowered *l, size_t mark, size
 		const struct page_op *op = &l->ops[--l->n];
 
 		rw_apply_state(a, op, true);
-		if (op->flags & RW_OP_FROM_SPARE)
-			rw_spare_push(a, page_index(a, op->src), op->npages);
+		rw_spare_return(a, op);
 	}
 	release_batch(a, l->claims + cmark, l->nclaims - cmark);
 	l->nclaims = cmark;
@@ -427,7 +433,8 @@ static bool lower_moves(struct rewire_arena *a, struct lowered *l, size_t d, siz
 			if (!to_holes && rw_spare_count(a) && rw_spare_claim(a, 1, &p, &mine)) {
 				mv = (struct page_op){ .type = REWIRE_OP_MOVE, .dst = page_addr(a, i),
 						       .src = page_addr(a, p), .npages = 1,
-						       .flags = RW_OP_FROM_SPARE };
+						       .flags = RW_OP_FROM_SPARE |
+								(mine ? RW_OP_OWN_SPARE : 0) };
 				/* The batch's own it keeps claimed. */
 				if (!mine && lowered_claim(l, p, 1))
 					bits_release(a->busy, p, 1);
@@ -435,7 +442,7 @@ static bool lower_moves(struct rewire_arena *a, struct lowered *l, size_t d, siz
 					p = SIZE_MAX;
 				if (p != SIZE_MAX) {
 					/* No memory: as it was. */
-					rw_spare_push(a, p, 1);
+					rw_spare_return(a, &mv);
 					unlower(a, l, mark, cmark);
 					return false;
 				}
@@ -491,8 +498,7 @@ static int lowered_run(struct rewire_arena *a, struct lowered *l, const struct p
 			rw_count(a, 0, 1, 0, 0);
 	/* Spare frames a move not applied would have taken are spare again. */
 	for (size_t i = part.done; ret != -EIO && i < l->n; i++)
-		if (l->ops[i].flags & RW_OP_FROM_SPARE)
-			rw_spare_push(a, page_index(a, l->ops[i].src), l->ops[i].npages);
+		rw_spare_return(a, &l->ops[i]);
 	res->done = user_to;
 	res->remapped += part.remapped;
 	res->copied += part.copied;
@@ -542,6 +548,10 @@ static int run_lowered(struct rewire_arena *a, struct page_op *ops, size_t nops,
 				continue;
 			break;
 		case REWIRE_OP_MOVE:
+			/* Pages an evict before it left spare frames in: those
+			 * go first, as a replacing move's data does. */
+			if (rw_spare_count(a) && bits_find(a->spare, d, d + n, true) < d + n)
+				break;
 			if (op->flags & REWIRE_OP_REPLACE && !bits_all(a->backed, d, n, false) &&
 			    !(bits_all(a->backed, d, n, true) && lower_moves(a, &l, d, n, true, k)))
 				break;

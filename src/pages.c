@@ -614,6 +614,16 @@ void rw_spare_keep_end(struct rewire_arena *a)
 	own.a = NULL;
 }
 
+/* The spare frame a move not applied would have taken is spare again,
+ * where it came from. */
+void rw_spare_return(struct rewire_arena *a, const struct page_op *op)
+{
+	if (op->flags & RW_OP_OWN_SPARE)
+		rw_spare_keep(a, page_index(a, op->src), op->npages);
+	else if (op->flags & RW_OP_FROM_SPARE)
+		rw_spare_push(a, page_index(a, op->src), op->npages);
+}
+
 /*
  * Claim up to want spare pages into out: how many. The calling batch's
  * own come first, already claimed (*mine of them), then the newest on the

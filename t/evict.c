@@ -176,11 +176,62 @@ static void run(bool lowered)
 	rewire_arena_destroy(a);
 }
 
+/*
+ * A batch that evicts and then loads more pages than it evicted, with the
+ * budget all but full: the loads take the batch's own evicted frames, and
+ * the rest of the budget; and one that evicts a page and moves data onto
+ * it leaks no budget.
+ */
+static void same_batch(bool lowered)
+{
+	const char *how = lowered ? "lowered" : "as is";
+	struct rewire_op ops[2] = {
+		{ REWIRE_OP_EVICT, 0, NULL, NULL, 0, NULL },
+		{ REWIRE_OP_POPULATE, REWIRE_OP_RECYCLE, NULL, NULL, 0, NULL },
+	};
+	struct rewire_stats st;
+	size_t done = 0;
+
+	a = test_arena(PAGES, BUDGET, 0);
+	rw_test_lower_batches(a, lowered);
+	db = rewire_alloc(a, DB * page_size, REWIRE_ALLOC_HOLES);
+	if (!db || rewire_populate(a, db, (BUDGET - 1) * page_size, 0))
+		bail("no database range");
+	tag_page(pg(0), 7);
+	ops[0].dst = pg(0);
+	ops[0].len = page_size;
+	ops[1].dst = pg(BUDGET);
+	ops[1].len = 2 * page_size;
+	is_int(0, rewire_batch(a, ops, 2, &done), "%s: evicting 1 page and loading 2, 1 page of budget left", how);
+	st = stats();
+	ok(done == 2 && pages(st.backed) == BUDGET && !st.cached && !page_resident(pg(0)) &&
+	   holds_tag_in(BUDGET, 7, 7) + holds_tag_in(BUDGET + 1, 7, 7) == 1,
+	   "%s: one load took the evicted frame, the other the last page of budget (%zu done, %zu backed)",
+	   how, done, pages(st.backed));
+
+	ops[0] = (struct rewire_op){ REWIRE_OP_EVICT, 0, pg(1), NULL, page_size, NULL };
+	ops[1] = (struct rewire_op){ REWIRE_OP_MOVE, 0, pg(1), pg(2), page_size, NULL };
+	tag_page(pg(2), 9);
+	is_int(0, rewire_batch(a, ops, 2, &done), "%s: evicting a page and moving data onto it", how);
+	st = stats();
+	ok(page_has_tag(pg(1), 9) && !page_resident(pg(2)) && pages(st.backed) == BUDGET - 1 &&
+	   !st.cached, "%s: its frame given back (%zu backed, %zu cached)", how, pages(st.backed),
+	   pages(st.cached));
+	rewire_free(a, db);
+	rewire_purge(a);
+	st = stats();
+	ok(!st.backed && !st.cached, "%s: freed and purged, nothing left (%zu backed)", how,
+	   pages(st.backed));
+	rewire_arena_destroy(a);
+}
+
 int main(void)
 {
 	test_init();
-	plan(2 * 25);
+	plan(2 * 25 + 2 * 5);
 	run(false);
 	run(true);
+	same_batch(false);
+	same_batch(true);
 	return done_testing();
 }
