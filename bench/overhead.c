@@ -35,7 +35,7 @@ static const size_t batch_sizes[] = { 1, 16, 64 };
 #define NSIZES (sizeof(batch_sizes) / sizeof(batch_sizes[0]))
 
 /* The raw side: a mapping like an arena's, and its userfaultfd. */
-static int raw_map(char **p, int *fd)
+int raw_uffd_map(char **p, int *fd)
 {
 	struct uffdio_api api = { .api = UFFD_API, .features = UFFD_FEATURE_MOVE };
 	struct uffdio_register reg = { .mode = UFFDIO_REGISTER_MODE_WP };
@@ -138,7 +138,7 @@ void bench_overhead(void)
 		return;
 	}
 	base = rewire_alloc(a, PAGES * ps, REWIRE_ALLOC_HOLES);
-	if (!base || raw_map(&raw, &fd)) {
+	if (!base || raw_uffd_map(&raw, &fd)) {
 		printf("  not measured here: %s\n", base ? "no userfaultfd for the raw side" :
 		       "no arena run");
 		rewire_arena_destroy(a);
@@ -182,4 +182,68 @@ void bench_overhead(void)
 	close(fd);
 	munmap(raw, PAGES * ps);
 	rewire_arena_destroy(a);
+}
+
+/*
+ * What the kernel allows a buffer manager per evicted and loaded page, for
+ * the bufferpool section: one UFFDIO_MOVE of a scattered page into a hole
+ * of a mapping like an arena's, and MADV_DONTNEED of a page plus a write
+ * fault of another in a plain mapping, as a manager without rewire does.
+ * ns per page, medians of rounds taking turns; false where uffd is missing.
+ */
+bool raw_evict_load_ns(double *move_ns, double *plain_ns)
+{
+	enum { N = 256, RAW_ROUNDS = 32 };
+	double mv[RAW_ROUNDS], pl[RAW_ROUNDS];
+	size_t idx[PAGES];
+	char *raw, *plain;
+	int fd;
+
+	if (raw_uffd_map(&raw, &fd))
+		return false;
+	plain = mmap(NULL, PAGES * ps, PROT_READ | PROT_WRITE,
+		     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (plain == MAP_FAILED) {
+		close(fd);
+		munmap(raw, PAGES * ps);
+		return false;
+	}
+	madvise(plain, PAGES * ps, MADV_NOHUGEPAGE);
+	for (size_t i = 0; i < PAGES; i++)
+		idx[i] = i;
+	shuffle(idx, PAGES);
+	/* Pages idx[0, N) hold data, idx[N, 2N) are holes; each round moves
+	 * the data across and back by turns. */
+	for (size_t i = 0; i < N; i++) {
+		memset(raw + idx[i] * ps, 1, ps);
+		memset(plain + idx[i] * ps, 1, ps);
+	}
+	for (int r = 0; r < RAW_ROUNDS; r++) {
+		size_t from = r & 1 ? N : 0, to = r & 1 ? 0 : N;
+		double t = now_ns();
+
+		for (size_t i = 0; i < N; i++) {
+			struct uffdio_move m = {
+				.dst = (uintptr_t)(raw + idx[to + i] * ps),
+				.src = (uintptr_t)(raw + idx[from + i] * ps),
+				.len = ps, .mode = MOVE_DONTWAKE,
+			};
+
+			if (ioctl(fd, UFFDIO_MOVE, &m))
+				bench_failed = true;
+		}
+		mv[r] = (now_ns() - t) / N;
+		t = now_ns();
+		for (size_t i = 0; i < N; i++) {
+			madvise(plain + idx[from + i] * ps, ps, MADV_DONTNEED);
+			plain[idx[to + i] * ps] = 1;
+		}
+		pl[r] = (now_ns() - t) / N;
+	}
+	*move_ns = median(mv, RAW_ROUNDS);
+	*plain_ns = median(pl, RAW_ROUNDS);
+	close(fd);
+	munmap(raw, PAGES * ps);
+	munmap(plain, PAGES * ps);
+	return true;
 }
