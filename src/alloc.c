@@ -912,7 +912,7 @@ static int recycle_spares(struct rewire_arena *a, size_t start, size_t n)
 		for (; m < 64 && (i = bits_find(a->backed, i, end, false)) < end; i++)
 			holes[m++] = i;
 		got = rw_spare_claim(a, m, from, &mine);
-		if (!got)
+		if (!got || got > m)
 			return 0;
 		for (size_t k = 0; k < got; k++) {
 			ops[k] = (struct page_op){ .type = REWIRE_OP_MOVE, .dst = page_addr(a, holes[k]),

@@ -289,7 +289,7 @@ void rw_discard_hole_pages(struct rewire_arena *a, size_t start, size_t n);
 void rw_spare_push(struct rewire_arena *a, size_t start, size_t n);
 size_t rw_spare_claim(struct rewire_arena *a, size_t want, size_t *out, size_t *mine);
 void rw_spare_keep(struct rewire_arena *a, size_t start, size_t n);
-void rw_spare_keep_end(struct rewire_arena *a);
+void rw_spare_keep_end(void);
 void rw_spare_return(struct rewire_arena *a, const struct page_op *op);
 size_t rw_spare_count(const struct rewire_arena *a);
 void rw_spare_counted(struct rewire_arena *a, long n);

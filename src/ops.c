@@ -664,7 +664,7 @@ int rewire_batch(struct rewire_arena *a, const struct rewire_op *uops,
 		ret = a->lower ? run_lowered(a, ops, nops, &res) : run_mixed(a, ops, nops, &res);
 	}
 	/* Pages it evicted and did not recycle go to the stack. */
-	rw_spare_keep_end(a);
+	rw_spare_keep_end();
 	release_batch(a, sp, nsp);
 
 	/* i is the number of operations checked, and so lowered. */

@@ -126,10 +126,10 @@ void rw_page_states(const struct rewire_arena *a, size_t start, size_t n, unsign
 	for (size_t w = start / BITS_PER_WORD; w <= (end - 1) / BITS_PER_WORD; w++) {
 		size_t lo = w * BITS_PER_WORD > start ? w * BITS_PER_WORD : start;
 		size_t hi = (w + 1) * BITS_PER_WORD < end ? (w + 1) * BITS_PER_WORD : end;
-		uint64_t seq, live, head, backed;
+		uint64_t live, head, backed;
 
 		for (unsigned int tries = 1;; tries++) {
-			seq = __atomic_load_n(&a->seq[w], __ATOMIC_ACQUIRE);
+			uint64_t seq = __atomic_load_n(&a->seq[w], __ATOMIC_ACQUIRE);
 			if (!(seq & SEQ_WRITERS)) {
 				live = word_at(a->live, w);
 				head = word_at(a->head, w);
@@ -558,7 +558,7 @@ static void spares_room(struct rewire_arena *a, size_t n)
 	if (k + n <= a->spares.cap)
 		return;
 	cap = 2 * (k + n) > 64 ? 2 * (k + n) : 64;
-	v = realloc(v, cap * sizeof(*v));
+	v = realloc(a->spares.page, cap * sizeof(*v));
 	if (!v)
 		return;
 	a->spares.page = v;
@@ -591,7 +591,7 @@ static __thread struct {
 void rw_spare_keep(struct rewire_arena *a, size_t start, size_t n)
 {
 	if (own.a != a)
-		rw_spare_keep_end(a);
+		rw_spare_keep_end();
 	own.a = a;
 	for (size_t i = 0; i < n; i++) {
 		if (own.n < sizeof(own.page) / sizeof(own.page[0]))
@@ -601,16 +601,17 @@ void rw_spare_keep(struct rewire_arena *a, size_t start, size_t n)
 	}
 }
 
-void rw_spare_keep_end(struct rewire_arena *a)
+void rw_spare_keep_end(void)
 {
-	if (own.a && own.a != a)
-		return;
-	while (own.n) {
+	struct rewire_arena *a = (struct rewire_arena *)own.a;
+
+	while (a && own.n) {
 		size_t p = own.page[--own.n];
 
-		if (bit_test(own.a->spare, p))
-			rw_spare_push((struct rewire_arena *)own.a, p, 1);
+		if (bit_test(a->spare, p))
+			rw_spare_push(a, p, 1);
 	}
+	own.n = 0;
 	own.a = NULL;
 }
 

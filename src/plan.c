@@ -132,21 +132,19 @@ static int bounce_move(struct rewire_arena *a, char *dst, char *src, bool undo)
 #define COPY_STRETCH 64
 
 /*
- * Move n pages into the holes at dst by copying, a stretch at a time, each
- * stretch's new pages taken from the lock budget and backed before they
- * are filled (so running out of memory is an error, not a fault halfway),
- * the old ones discarded after and their budget given back. If a stretch
- * fails, those before it are moved back (-EIO if that fails too). Unless
- * undoing, dst is known to be holes, and what populating it left is
+ * Copy n pages into the holes at dst a stretch at a time, each stretch's
+ * new pages taken from the lock budget and backed before they are filled
+ * (so running out of memory is an error, not a fault halfway), the old
+ * ones discarded after and their budget given back. *done: pages moved.
+ * Unless undoing, dst is known to be holes, and what populating it left is
  * dropped.
  */
-static int copy_move(struct rewire_arena *a, char *dst, char *src, size_t n, bool undo)
+static int copy_stretches(struct rewire_arena *a, char *dst, char *src, size_t n, bool undo,
+			  size_t *done)
 {
 	size_t off = 0, ps = a->page_size;
 	int ret = 0;
 
-	if (fault_check(n) < n)
-		return -fault.err;
 	while (off < n && !ret) {
 		size_t m = rw_budget_take_upto(a, n - off < COPY_STRETCH ? n - off : COPY_STRETCH);
 		size_t d = page_index(a, dst + off * ps);
@@ -167,7 +165,22 @@ static int copy_move(struct rewire_arena *a, char *dst, char *src, size_t n, boo
 		}
 		rw_budget_give(a, m);
 	}
-	if (ret && ret != -EIO && off && copy_move(a, src, dst, off, true))
+	*done = off;
+	return ret;
+}
+
+/* Move n pages into the holes at dst by copying: all of them, or, if a
+ * stretch fails, none (those before it moved back; -EIO if that fails). */
+static int copy_move(struct rewire_arena *a, char *dst, char *src, size_t n, bool undo)
+{
+	size_t done, back;
+	int ret;
+
+	if (fault_check(n) < n)
+		return -fault.err;
+	ret = copy_stretches(a, dst, src, n, undo, &done);
+	if (ret && ret != -EIO && done &&
+	    (fault_check(done) < done || copy_stretches(a, src, dst, done, true, &back)))
 		ret = -EIO;
 	return ret;
 }
