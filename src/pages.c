@@ -463,7 +463,12 @@ void rw_discard_hole_pages(struct rewire_arena *a, size_t start, size_t n)
  */
 bool rw_budget_take(struct rewire_arena *a, size_t n)
 {
-	size_t used = __atomic_load_n(&a->nbacked, __ATOMIC_RELAXED);
+	size_t used;
+
+	/* Nothing to take (a run over cached pages): leave the line alone. */
+	if (!n)
+		return true;
+	used = __atomic_load_n(&a->nbacked, __ATOMIC_RELAXED);
 
 	while (used <= a->budget_pages && n <= a->budget_pages - used)
 		if (__atomic_compare_exchange_n(&a->nbacked, &used, used + n, true,
