@@ -85,17 +85,17 @@ size_t rw_drop_all_spares(struct rewire_arena *a)
 			if (!rw_drop_spares(a, p[k], 1))
 				total++;
 			if (k >= mine)
-				bits_release(a->busy, p[k], 1);
+				bits_release_s(a->busy, BUSY_STRIDE, p[k], 1);
 		}
 	}
 	/* Pages the stack had no room for are found in the bitmap. */
 	for (size_t i = 0; rw_spare_count(a) && (i = bits_find(a->spare, i, a->npages, true)) <
 	     a->npages; i++) {
-		if (!bits_claim(a->busy, i, 1))
+		if (!bits_claim_unless_s(a->busy, BUSY_STRIDE, NULL, i, 1))
 			continue;
 		if (!rw_drop_spares(a, i, 1))
 			total++;
-		bits_release(a->busy, i, 1);
+		bits_release_s(a->busy, BUSY_STRIDE, i, 1);
 	}
 	return total;
 }
@@ -144,7 +144,7 @@ static void free_claimed(struct rewire_arena *a, size_t start, size_t n, bool he
 	}
 	/* Before the claim goes, so no new run loses its head. */
 	rw_mark_free(a, start, n, head);
-	bits_release(a->busy, start, n);
+	bits_release_s(a->busy, BUSY_STRIDE, start, n);
 }
 
 /* Back the holes of claimed pages, zeroing the others if asked; no lock. */
@@ -307,7 +307,7 @@ static size_t tcache_pages(const struct rewire_arena *a)
 static void uncache(struct rewire_arena *a, size_t start, size_t n)
 {
 	rw_mark_free(a, start, n, true);
-	bits_release(a->busy, start, n);
+	bits_release_s(a->busy, BUSY_STRIDE, start, n);
 }
 
 /* The smallest cached run of n pages or more: its first n pages, still
@@ -484,7 +484,7 @@ int rw_drop_cache(struct rewire_arena *a)
 		} else if (!ret) {
 			ret = err;
 		}
-		bits_release(a->busy, i, n);
+		bits_release_s(a->busy, BUSY_STRIDE, i, n);
 		__atomic_sub_fetch(&a->dropping, n, __ATOMIC_RELAXED);
 		lock(a);
 	}
@@ -517,7 +517,7 @@ void *rewire_alloc(struct rewire_arena *a, size_t len, unsigned int flags)
 		/* Backed, live, claimed and with its head already. */
 		if (flags & REWIRE_ALLOC_ZERO)
 			memset(page_addr(a, start), 0, n << a->page_shift);
-		bits_release(a->busy, start, n);
+		bits_release_s(a->busy, BUSY_STRIDE, start, n);
 		return page_addr(a, start);
 	}
 	start = rw_claim_run(a, n);
@@ -531,7 +531,7 @@ void *rewire_alloc(struct rewire_arena *a, size_t len, unsigned int flags)
 	rw_mark_live(a, start, n, true);
 	if (flags & REWIRE_ALLOC_HOLES) {
 		make_holes(a, start, n, false);
-		bits_release(a->busy, start, n);
+		bits_release_s(a->busy, BUSY_STRIDE, start, n);
 		return page_addr(a, start);
 	}
 	ret = reserve(a, start, n, &holes, false);
@@ -539,14 +539,14 @@ void *rewire_alloc(struct rewire_arena *a, size_t len, unsigned int flags)
 		ret = populate_claimed(a, start, n, flags & REWIRE_ALLOC_ZERO);
 		if (!ret) {
 			bits_set(a->backed, start, n);
-			bits_release(a->busy, start, n);
+			bits_release_s(a->busy, BUSY_STRIDE, start, n);
 			return page_addr(a, start);
 		}
 		/* The budget taken goes back. */
 		rw_budget_give(a, holes);
 	}
 	rw_mark_free(a, start, n, true);
-	bits_release(a->busy, start, n);
+	bits_release_s(a->busy, BUSY_STRIDE, start, n);
 	errno = -ret;
 	return NULL;
 }
@@ -580,7 +580,7 @@ int rewire_free(struct rewire_arena *a, void *p)
 		 * neighbour that was being freed may have made it seem longer. */
 		if (!rw_run_at(a, p, &start, &again) && again == n)
 			break;
-		bits_release(a->busy, start, n);
+		bits_release_s(a->busy, BUSY_STRIDE, start, n);
 		if (tries == 8)
 			return -EBUSY;
 	}
@@ -723,7 +723,7 @@ static int resize(struct rewire_arena *a, size_t start, size_t old_n, size_t new
 		ret = back_claimed(a, tail, grow, false);
 		if (ret)
 			rw_mark_free(a, tail, grow, false);
-		bits_release(a->busy, tail, grow);
+		bits_release_s(a->busy, BUSY_STRIDE, tail, grow);
 		return ret;
 	}
 	if (in_place)
@@ -750,7 +750,7 @@ static int resize(struct rewire_arena *a, size_t start, size_t old_n, size_t new
 	/* The new place is claimed, so its cached pages count apart. */
 	spare = rw_cached_pages(a) + bits_count(a->backed, to, new_n);
 	if (short_of_budget && (used > spare ? used - spare : 0) + grow > a->budget_pages) {
-		bits_release(a->busy, to, new_n);
+		bits_release_s(a->busy, BUSY_STRIDE, to, new_n);
 		return -ENOMEM;
 	}
 	/* A run already, so no other run grows into it. */
@@ -767,7 +767,7 @@ static int resize(struct rewire_arena *a, size_t start, size_t old_n, size_t new
 	if (ret == -EIO) {
 		/* Keep both ranges, the new one a run of its own: nothing is
 		 * dropped, nothing reused. */
-		bits_release(a->busy, to, new_n);
+		bits_release_s(a->busy, BUSY_STRIDE, to, new_n);
 		return ret;
 	}
 	if (ret) {
@@ -776,7 +776,7 @@ static int resize(struct rewire_arena *a, size_t start, size_t old_n, size_t new
 	}
 	/* The old place is free (its claim released) once it holds nothing. */
 	free_claimed(a, start, old_n, true, true);
-	bits_release(a->busy, to, new_n);
+	bits_release_s(a->busy, BUSY_STRIDE, to, new_n);
 	*new_start = to;
 	return 0;
 }
@@ -802,7 +802,7 @@ static int resize_run(struct rewire_arena *a, void *p, size_t len, bool in_place
 		/* As in rewire_free: the run it seemed? */
 		if (!rw_run_at(a, p, &start, &again) && again == old_n)
 			break;
-		bits_release(a->busy, start, old_n);
+		bits_release_s(a->busy, BUSY_STRIDE, start, old_n);
 		if (tries == 8) {
 			ret = -EBUSY;
 			break;
@@ -811,7 +811,7 @@ static int resize_run(struct rewire_arena *a, void *p, size_t len, bool in_place
 	if (!ret) {
 		ret = resize(a, start, old_n, new_n, new_start, in_place);
 		if (*new_start == start)
-			bits_release(a->busy, start, new_n < old_n ? new_n : old_n);
+			bits_release_s(a->busy, BUSY_STRIDE, start, new_n < old_n ? new_n : old_n);
 	}
 	unlock(a);
 	return ret;
@@ -886,7 +886,7 @@ static int recycle_into(struct rewire_arena *a, size_t start, size_t n)
 		/* After EIO the pages may be in either place: keep the cached
 		 * ones claimed, as a stage is, so nothing reuses them. */
 		if (ret != -EIO)
-			bits_release(a->busy, from, got);
+			bits_release_s(a->busy, BUSY_STRIDE, from, got);
 		if (ret)
 			return ret == -EIO ? ret : 0;
 		i += got;
@@ -931,7 +931,7 @@ static int recycle_spares(struct rewire_arena *a, size_t start, size_t n)
 			if (k >= res.done)
 				rw_spare_return(a, &ops[k]);
 			if (k >= mine)
-				bits_release(a->busy, from[k], 1);
+				bits_release_s(a->busy, BUSY_STRIDE, from[k], 1);
 		}
 		if (ret)
 			return ret == -EIO ? ret : 0;

@@ -150,7 +150,9 @@ int rewire_arena_create(const struct rewire_options *opts,
 	a->live = calloc(words, sizeof(uint64_t));
 	a->head = calloc(words, sizeof(uint64_t));
 	a->backed = calloc(words, sizeof(uint64_t));
-	a->busy = calloc(words, sizeof(uint64_t));
+	a->busy = aligned_alloc(64, words * BUSY_STRIDE * sizeof(uint64_t));
+	if (a->busy)
+		memset(a->busy, 0, words * BUSY_STRIDE * sizeof(uint64_t));
 	a->seq = calloc(words, sizeof(uint64_t));
 	a->spare = calloc(words, sizeof(uint64_t));
 	if (!a->live || !a->head || !a->backed || !a->busy || !a->seq || !a->spare) {
@@ -164,7 +166,7 @@ int rewire_arena_create(const struct rewire_options *opts,
 	ANNOTATE_BENIGN_RACE_SIZED(a->live, words * sizeof(uint64_t), "atomic bitmap");
 	ANNOTATE_BENIGN_RACE_SIZED(a->head, words * sizeof(uint64_t), "atomic bitmap");
 	ANNOTATE_BENIGN_RACE_SIZED(a->backed, words * sizeof(uint64_t), "atomic bitmap");
-	ANNOTATE_BENIGN_RACE_SIZED(a->busy, words * sizeof(uint64_t), "atomic bitmap");
+	ANNOTATE_BENIGN_RACE_SIZED(a->busy, words * BUSY_STRIDE * sizeof(uint64_t), "atomic bitmap");
 	ANNOTATE_BENIGN_RACE_SIZED(a->seq, words * sizeof(uint64_t), "atomic");
 	ANNOTATE_BENIGN_RACE_SIZED(a->spare, words * sizeof(uint64_t), "atomic bitmap");
 	ANNOTATE_BENIGN_RACE_SIZED(&a->spares.count, sizeof(a->spares.count), "atomic");

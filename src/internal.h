@@ -120,6 +120,14 @@ struct slot {
 #define ON_OWN_LINE __attribute__((aligned(64)))
 
 /*
+ * The busy map's words, which threads claiming and releasing disjoint
+ * pages write, each on a cache line of its own: a word apart from the next
+ * by a line (bitmap.h, *_s). Its 64 pages are the most that two threads'
+ * claims share; the map takes a byte a page.
+ */
+#define BUSY_STRIDE 8
+
+/*
  * An arena. Pages change state only under a claim (busy bits, pages.c);
  * lock serializes only realloc and the dropping of cached pages, and is
  * never held across a system call (doc/threads.md). The fields every call
@@ -140,7 +148,7 @@ struct rewire_arena {
 	uint64_t *live;		/* in a live run */
 	uint64_t *head;		/* first page of a live run */
 	uint64_t *backed;	/* holds data (committed against the budget) */
-	uint64_t *busy;		/* claimed by a call in progress */
+	uint64_t *busy;		/* claimed by a call in progress, a word a line */
 	/* A hole of a live run whose frame is still mapped, evicted for
 	 * recycling: counted against the budget, never backed too. */
 	uint64_t *spare;

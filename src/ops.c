@@ -123,7 +123,7 @@ static int claim_batch(struct rewire_arena *a, const struct rewire_op *uops, siz
 	for (size_t i = 0; i < m; i++) {
 		if (!rw_claim(a, sp[i].start, sp[i].n)) {
 			while (i-- > 0)
-				bits_release(a->busy, sp[i].start, sp[i].n);
+				bits_release_s(a->busy, BUSY_STRIDE, sp[i].start, sp[i].n);
 			return -EBUSY;
 		}
 	}
@@ -134,7 +134,7 @@ static int claim_batch(struct rewire_arena *a, const struct rewire_op *uops, siz
 static void release_batch(struct rewire_arena *a, const struct span *sp, size_t n)
 {
 	for (size_t i = 0; i < n; i++)
-		bits_release(a->busy, sp[i].start, sp[i].n);
+		bits_release_s(a->busy, BUSY_STRIDE, sp[i].start, sp[i].n);
 }
 
 static bool overlap(const void *x, const void *y, size_t len)
@@ -437,7 +437,7 @@ static bool lower_moves(struct rewire_arena *a, struct lowered *l, size_t d, siz
 								(mine ? RW_OP_OWN_SPARE : 0) };
 				/* The batch's own it keeps claimed. */
 				if (!mine && lowered_claim(l, p, 1))
-					bits_release(a->busy, p, 1);
+					bits_release_s(a->busy, BUSY_STRIDE, p, 1);
 				else if (!lowered_add(l, mv, user))
 					p = SIZE_MAX;
 				if (p != SIZE_MAX) {
@@ -456,7 +456,7 @@ static bool lower_moves(struct rewire_arena *a, struct lowered *l, size_t d, siz
 
 			if (!got || lowered_claim(l, from, got)) {
 				if (got)
-					bits_release(a->busy, from, got);
+					bits_release_s(a->busy, BUSY_STRIDE, from, got);
 				unlower(a, l, mark, cmark);
 				return false;
 			}
@@ -697,7 +697,7 @@ static int claim_live(struct rewire_arena *a, const void *addr, size_t len, size
 	if (!rw_claim(a, *first, n))
 		return -EBUSY;
 	if (!bits_all(a->live, *first, n, true)) {
-		bits_release(a->busy, *first, n);
+		bits_release_s(a->busy, BUSY_STRIDE, *first, n);
 		return -EFAULT;
 	}
 	return 0;
@@ -718,7 +718,7 @@ int rewire_discard(struct rewire_arena *a, void *addr, size_t len)
 	if (ret)
 		return ret;
 	ret = rw_discard_claimed(a, first, len >> a->page_shift);
-	bits_release(a->busy, first, len >> a->page_shift);
+	bits_release_s(a->busy, BUSY_STRIDE, first, len >> a->page_shift);
 	return ret;
 }
 
@@ -737,7 +737,7 @@ int rewire_evict(struct rewire_arena *a, void *addr, size_t len)
 	if (ret)
 		return ret;
 	rw_evict_claimed(a, first, len >> a->page_shift, false);
-	bits_release(a->busy, first, len >> a->page_shift);
+	bits_release_s(a->busy, BUSY_STRIDE, first, len >> a->page_shift);
 	return 0;
 }
 
@@ -755,7 +755,7 @@ int rewire_populate(struct rewire_arena *a, void *addr, size_t len, unsigned int
 	if (ret)
 		return ret;
 	ret = rw_populate_claimed(a, first, len >> a->page_shift, flags & REWIRE_POPULATE_RECYCLE);
-	bits_release(a->busy, first, len >> a->page_shift);
+	bits_release_s(a->busy, BUSY_STRIDE, first, len >> a->page_shift);
 	return ret;
 }
 

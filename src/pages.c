@@ -159,7 +159,7 @@ void rw_page_states(const struct rewire_arena *a, size_t start, size_t n, unsign
 bool rw_claim(struct rewire_arena *a, size_t start, size_t n)
 {
 	for (int tries = 0; tries < 32; tries++) {
-		if (bits_claim(a->busy, start, n))
+		if (bits_claim_unless_s(a->busy, BUSY_STRIDE, NULL, start, n))
 			return true;
 		if (tries % 8 == 7)
 			sched_yield();
@@ -169,7 +169,7 @@ bool rw_claim(struct rewire_arena *a, size_t start, size_t n)
 
 void rw_release(struct rewire_arena *a, const char *p, size_t n)
 {
-	bits_release(a->busy, page_index(a, p), n);
+	bits_release_s(a->busy, BUSY_STRIDE, page_index(a, p), n);
 }
 
 /*
@@ -232,14 +232,14 @@ static size_t claim_run_from(struct rewire_arena *a, size_t n, size_t i, bool *b
 		/* Only free pages: a claim of a live page, however short, could
 		 * make its owner's call fail. Claimed first, then checked: pages
 		 * change state only under a claim. */
-		if (bits_claim_unless(a->busy, a->live, i, n)) {
+		if (bits_claim_unless_s(a->busy, BUSY_STRIDE, a->live, i, n)) {
 			if (bits_all(a->live, i, n, false))
 				return i;
-			bits_release(a->busy, i, n);
+			bits_release_s(a->busy, BUSY_STRIDE, i, n);
 			i++;
 			continue;
 		}
-		j = bits_find(a->busy, i, i + n, true);
+		j = bits_find_s(a->busy, BUSY_STRIDE, i, i + n, true);
 		if (j == i + n)
 			continue;	/* became live meanwhile: found again */
 		if (!bit_test(a->live, j))
@@ -283,10 +283,10 @@ bool rw_claim_at(struct rewire_arena *a, size_t i, size_t n)
 	if (n > a->npages - i)
 		return false;
 	while (bits_all(a->live, i, n, false)) {
-		if (bits_claim_unless(a->busy, a->live, i, n)) {
+		if (bits_claim_unless_s(a->busy, BUSY_STRIDE, a->live, i, n)) {
 			got = bits_all(a->live, i, n, false);
 			if (!got)
-				bits_release(a->busy, i, n);
+				bits_release_s(a->busy, BUSY_STRIDE, i, n);
 			break;
 		}
 		if (!wait_more(&w))
@@ -299,11 +299,11 @@ bool rw_claim_at(struct rewire_arena *a, size_t i, size_t n)
 /* Claim [i, i + n) if every page is a free hole no call holds. */
 static bool claim_holes_at(struct rewire_arena *a, size_t i, size_t n)
 {
-	if (!bits_claim_unless(a->busy, a->live, i, n))
+	if (!bits_claim_unless_s(a->busy, BUSY_STRIDE, a->live, i, n))
 		return false;
 	if (bits_all(a->live, i, n, false) && bits_all(a->backed, i, n, false))
 		return true;
-	bits_release(a->busy, i, n);
+	bits_release_s(a->busy, BUSY_STRIDE, i, n);
 	return false;
 }
 
@@ -315,11 +315,11 @@ static bool claim_holes_at(struct rewire_arena *a, size_t i, size_t n)
 static char *stage_below(struct rewire_arena *a, size_t n, size_t lo, size_t hi)
 {
 	while (hi > lo && hi - lo >= n) {
-		size_t e = bits_rfind3(a->live, a->busy, a->backed, lo, hi, false), b;
+		size_t e = bits_rfind3_s(a->live, a->busy, BUSY_STRIDE, a->backed, lo, hi, false), b;
 
 		if (e == SIZE_MAX)
 			break;
-		b = bits_rfind3(a->live, a->busy, a->backed, e + 1 >= n ? e + 1 - n : 0, e, true);
+		b = bits_rfind3_s(a->live, a->busy, BUSY_STRIDE, a->backed, e + 1 >= n ? e + 1 - n : 0, e, true);
 		if (b == SIZE_MAX && e + 1 >= n) {
 			if (claim_holes_at(a, e + 1 - n, n))
 				return page_addr(a, e + 1 - n);
@@ -373,16 +373,16 @@ size_t rw_claim_free(struct rewire_arena *a, size_t *i, size_t end, size_t want,
 {
 	size_t k = *i;
 
-	while ((k = bits_find2(a->live, a->busy, k, end, false)) < end) {
+	while ((k = bits_find2_s(a->live, a->busy, BUSY_STRIDE, k, end, false)) < end) {
 		/* A window at a time: the free stretch may be most of the arena,
 		 * and the pages wanted at its start. */
 		size_t lim = end - k > 4096 ? k + 4096 : end, j;
-		size_t stop = bits_find2(a->live, a->busy, k, lim, true);
+		size_t stop = bits_find2_s(a->live, a->busy, BUSY_STRIDE, k, lim, true);
 
 		k = bits_find(a->backed, k, stop, backed);
 		if (k == stop)
 			continue;
-		j = bits_find2(a->live, a->busy, k, want < end - k ? k + want : end, true);
+		j = bits_find2_s(a->live, a->busy, BUSY_STRIDE, k, want < end - k ? k + want : end, true);
 		j = bits_find(a->backed, k, j, !backed);
 		if (j == k) {
 			/* Page k was taken or changed since it was found. */
@@ -391,13 +391,13 @@ size_t rw_claim_free(struct rewire_arena *a, size_t *i, size_t end, size_t want,
 		}
 		/* One of its pages taken meanwhile: look again from k, for the
 		 * rest of the stretch may still be there. */
-		if (!bits_claim_unless(a->busy, a->live, k, j - k))
+		if (!bits_claim_unless_s(a->busy, BUSY_STRIDE, a->live, k, j - k))
 			continue;
 		if (bits_all(a->live, k, j - k, false) && bits_all(a->backed, k, j - k, backed)) {
 			*i = k;
 			return j - k;
 		}
-		bits_release(a->busy, k, j - k);
+		bits_release_s(a->busy, BUSY_STRIDE, k, j - k);
 		k = j;
 	}
 	*i = end;
@@ -409,8 +409,8 @@ size_t rw_cached_pages(const struct rewire_arena *a)
 {
 	size_t n = 0;
 
-	for (size_t i = 0; (i = bits_find2(a->live, a->busy, i, a->npages, false)) < a->npages;) {
-		size_t j = bits_find(a->live, i, a->npages, true), k = bits_find(a->busy, i, j, true);
+	for (size_t i = 0; (i = bits_find2_s(a->live, a->busy, BUSY_STRIDE, i, a->npages, false)) < a->npages;) {
+		size_t j = bits_find(a->live, i, a->npages, true), k = bits_find_s(a->busy, BUSY_STRIDE, i, j, true);
 
 		n += bits_count(a->backed, i, k - i);
 		i = k;
@@ -654,7 +654,7 @@ size_t rw_spare_claim(struct rewire_arena *a, size_t want, size_t *out, size_t *
 
 		if (!bit_test(a->spare, p))
 			continue;
-		if (!bits_claim(a->busy, p, 1)) {
+		if (!bits_claim_unless_s(a->busy, BUSY_STRIDE, NULL, p, 1)) {
 			if (naside < sizeof(aside) / sizeof(aside[0]))
 				aside[naside++] = p;
 			continue;
@@ -663,7 +663,7 @@ size_t rw_spare_claim(struct rewire_arena *a, size_t want, size_t *out, size_t *
 		if (bit_test(a->spare, p))
 			out[got++] = p;
 		else
-			bits_release(a->busy, p, 1);
+			bits_release_s(a->busy, BUSY_STRIDE, p, 1);
 	}
 	while (naside)
 		a->spares.page[a->spares.n++] = aside[--naside];
