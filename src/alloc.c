@@ -896,7 +896,7 @@ static int recycle_into(struct rewire_arena *a, size_t start, size_t n)
 
 /*
  * Fill the holes of claimed live pages with spare frames, evicted pages'
- * frames, one move each, up to 64 in one backend call: they hold whatever
+ * frames, one move each, up to 16 in one backend call: they hold whatever
  * they held. Stops when there are none; -EIO as recycle_into().
  */
 static int recycle_spares(struct rewire_arena *a, size_t start, size_t n)
@@ -909,7 +909,8 @@ static int recycle_spares(struct rewire_arena *a, size_t start, size_t n)
 		size_t from[64], holes[64], m = 0, got, mine;
 		int ret;
 
-		for (; m < 64 && (i = bits_find(a->backed, i, end, false)) < end; i++)
+		/* At most 16 at a time: the spare frames' owners wait for them. */
+		for (; m < 16 && (i = bits_find(a->backed, i, end, false)) < end; i++)
 			holes[m++] = i;
 		got = rw_spare_claim(a, m, from, &mine);
 		if (!got || got > m)

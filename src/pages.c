@@ -151,20 +151,34 @@ void rw_page_states(const struct rewire_arena *a, size_t start, size_t n, unsign
 	}
 }
 
+/* How long a call waits for pages of its own runs that another holds: a
+ * recycling populate holds up to 16 spare frames over one backend call. */
+#define CLAIM_WAIT_NS 20e6
+
 /*
  * Claim pages of live runs for a call of their owner. Another call holds
- * them (EBUSY, false), or a search for free pages touched them for an
- * instant: a few tries tell which.
+ * them (EBUSY, false), or holds them for an instant: a search for free
+ * pages that touched them, or another thread's recycling populate moving
+ * the spare frame of one of them. Tries for up to CLAIM_WAIT_NS tell which.
  */
 bool rw_claim(struct rewire_arena *a, size_t start, size_t n)
 {
-	for (int tries = 0; tries < 32; tries++) {
+	double since = 0;
+
+	for (unsigned int tries = 0;; tries++) {
 		if (bits_claim_unless_s(a->busy, BUSY_STRIDE, NULL, start, n))
 			return true;
-		if (tries % 8 == 7)
+		if (tries >= 32 && tries % 16 == 0) {
+			double now = rw_now_ns();
+
+			if (!since)
+				since = now;
+			else if (now - since > CLAIM_WAIT_NS)
+				return false;
+		}
+		if (tries % 8 == 7 || tries >= 32)
 			sched_yield();
 	}
-	return false;
 }
 
 void rw_release(struct rewire_arena *a, const char *p, size_t n)
