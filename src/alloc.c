@@ -194,11 +194,12 @@ static int reserve(struct rewire_arena *a, size_t start, size_t n, size_t *holes
 	if (!locked)
 		lock(a);
 	for (int tries = 0;; tries++) {
-		/* What the cache, the threads' caches and drops in progress
-		 * would give back. */
+		/* What the cache, the threads' caches, drops in progress and
+		 * copies (their old pages' budget) would give back. */
 		size_t used = __atomic_load_n(&a->nbacked, __ATOMIC_RELAXED);
 		size_t spare = rw_cached_pages(a) + rw_tcache_pages(a) + rw_spare_count(a) +
-			       __atomic_load_n(&a->dropping, __ATOMIC_RELAXED);
+			       __atomic_load_n(&a->dropping, __ATOMIC_RELAXED) +
+			       __atomic_load_n(&a->copying, __ATOMIC_RELAXED);
 
 		if (*holes > a->budget_pages ||
 		    (used > spare ? used - spare : 0) > a->budget_pages - *holes) {

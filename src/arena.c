@@ -171,6 +171,7 @@ int rewire_arena_create(const struct rewire_options *opts,
 	ANNOTATE_BENIGN_RACE_SIZED(a->spare, words * sizeof(uint64_t), "atomic bitmap");
 	ANNOTATE_BENIGN_RACE_SIZED(&a->spares.count, sizeof(a->spares.count), "atomic");
 	ANNOTATE_BENIGN_RACE_SIZED(&a->dropping, sizeof(a->dropping), "atomic");
+	ANNOTATE_BENIGN_RACE_SIZED(&a->copying, sizeof(a->copying), "atomic");
 	ANNOTATE_BENIGN_RACE_SIZED(&a->nbacked, sizeof(a->nbacked), "atomic");
 	ANNOTATE_BENIGN_RACE_SIZED(&a->first_free, sizeof(a->first_free), "atomic");
 	ANNOTATE_BENIGN_RACE_SIZED(&a->cache_top, sizeof(a->cache_top), "atomic");

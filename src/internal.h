@@ -168,6 +168,7 @@ struct rewire_arena {
 	double correction[2][SIZE_CLASSES] ON_OWN_LINE;
 
 	size_t nbacked ON_OWN_LINE;	/* backed pages, and those being backed */
+	size_t copying;		/* of them, taken by copies for a moment */
 	size_t first_free ON_OWN_LINE;	/* no free page below this index */
 	size_t cache_top ON_OWN_LINE;	/* no cached page at or above this index */
 

@@ -149,6 +149,10 @@ static int copy_stretches(struct rewire_arena *a, char *dst, char *src, size_t n
 		size_t m = rw_budget_take_upto(a, n - off < COPY_STRETCH ? n - off : COPY_STRETCH);
 		size_t d = page_index(a, dst + off * ps);
 
+		/* Others short of budget wait for these rather than fail. */
+		if (m)
+			__atomic_add_fetch(&a->copying, m, __ATOMIC_RELAXED);
+
 		if (!m) {
 			ret = bounce_move(a, dst + off * ps, src + off * ps, undo);
 			off += !ret;
@@ -164,6 +168,7 @@ static int copy_stretches(struct rewire_arena *a, char *dst, char *src, size_t n
 			off += m;
 		}
 		rw_budget_give(a, m);
+		__atomic_sub_fetch(&a->copying, m, __ATOMIC_RELAXED);
 	}
 	*done = off;
 	return ret;

@@ -2,6 +2,7 @@
  * budget, for a recycling populate to take with one move; every other call
  * sees a hole. On every backend, batches lowered as on kmod and not. */
 #include <errno.h>
+#include <pthread.h>
 #include <string.h>
 
 #include "../src/fault.h"
@@ -225,13 +226,99 @@ static void same_batch(bool lowered)
 	rewire_arena_destroy(a);
 }
 
+/*
+ * Two buffer managers in one arena, a thread each, each with its own
+ * range and a pool of its own: victims evicted and pages loaded with
+ * recycling populates in one batch a miss, so that each takes the other's
+ * evicted frames too. No call may fail, and every page loaded holds what
+ * was written into it.
+ */
+enum { MGR_PAGES = 256, MGR_POOL = 32, MGR_STEPS = 3000 };
+
+struct mgr {
+	char *range;
+	uint64_t seed;
+	long failed, wrong, steps;
+};
+
+static void *manage(void *arg)
+{
+	struct mgr *m = arg;
+	uint32_t res[MGR_POOL];
+	size_t nres = 0;
+
+	for (long s = 0; s < MGR_STEPS; s++) {
+		uint32_t p = (uint32_t)(rnd_next(&m->seed) % MGR_PAGES);
+		struct rewire_op ops[2];
+		size_t nops = 0, k, v = 0;
+		int ret;
+
+		for (k = 0; k < nres && res[k] != p; k++)
+			;
+		if (k < nres) {
+			m->wrong += !page_has_tag(m->range + p * page_size, (uint64_t)p + 1);
+			continue;
+		}
+		if (nres == MGR_POOL) {
+			v = rnd_next(&m->seed) % nres;
+			ops[nops++] = (struct rewire_op){ REWIRE_OP_EVICT, 0,
+							  m->range + res[v] * page_size, NULL,
+							  page_size, NULL };
+		}
+		ops[nops++] = (struct rewire_op){ REWIRE_OP_POPULATE, REWIRE_OP_RECYCLE,
+						  m->range + p * page_size, NULL, page_size, NULL };
+		ret = rewire_batch(a, ops, nops, NULL);
+		if (ret) {
+			if (!m->failed)
+				diag("manager step %ld: rewire_batch: %s", s, strerror(-ret));
+			m->failed++;
+			continue;
+		}
+		tag_page(m->range + p * page_size, (uint64_t)p + 1);
+		if (nres == MGR_POOL)
+			res[v] = p;
+		else
+			res[nres++] = p;
+		m->steps++;
+	}
+	return NULL;
+}
+
+static void two_managers(void)
+{
+	struct mgr m[2];
+	pthread_t t[2];
+	struct rewire_stats st;
+
+	a = test_arena(4 * MGR_PAGES, 2 * MGR_POOL, 0);
+	for (int i = 0; i < 2; i++) {
+		m[i] = (struct mgr){ rewire_alloc(a, MGR_PAGES * page_size, REWIRE_ALLOC_HOLES),
+				     test_seed() + (uint64_t)i + 1, 0, 0, 0 };
+		if (!m[i].range)
+			bail("no range for a manager");
+	}
+	for (int i = 0; i < 2; i++)
+		if (pthread_create(&t[i], NULL, manage, &m[i]))
+			bail("no thread");
+	for (int i = 0; i < 2; i++)
+		pthread_join(t[i], NULL);
+	st = stats();
+	ok(!m[0].failed && !m[1].failed && !m[0].wrong && !m[1].wrong,
+	   "two managers in one arena, evicting and recycling: %ld and %ld loads, %ld and %ld "
+	   "calls failed, %ld and %ld hits wrong", m[0].steps, m[1].steps, m[0].failed,
+	   m[1].failed, m[0].wrong, m[1].wrong);
+	ok(pages(st.backed) <= 2 * MGR_POOL, "and the budget held (%zu backed)", pages(st.backed));
+	rewire_arena_destroy(a);
+}
+
 int main(void)
 {
 	test_init();
-	plan(2 * 25 + 2 * 5);
+	plan(2 * 25 + 2 * 5 + 2);
 	run(false);
 	run(true);
 	same_batch(false);
 	same_batch(true);
+	two_managers();
 	return done_testing();
 }
