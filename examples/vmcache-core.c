@@ -2,6 +2,7 @@
  * The vmcache-style buffer manager of examples/vmcache.c (see there for the
  * design); rewire-bench links this file too, so that it measures this code.
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -103,6 +104,33 @@ static int batch(struct bm *bm, size_t nv, size_t m)
 		       bm->db + bm->miss[k] * bm->ps, NULL);
 	bm->populated += m;
 	ret = rewire_batch(bm->cfg.arena, bm->ops, nops, &done);
+	/*
+	 * Managers of other threads share the arena's budget and may have
+	 * taken this one's evicted frames: short of budget, evict some more
+	 * and go on from the operation that failed.
+	 */
+	for (int tries = 0; ret == -ENOMEM && tries < 8; tries++) {
+		struct rewire_op more[64];
+		size_t k = 0, ok;
+
+		while (k < bm->cfg.evict_min && k < 64) {
+			uint32_t q = victim(bm);
+
+			if (bm->state[q] & BM_DIRTY && write_back(bm, q))
+				return -1;
+			bm->state[q] = 0;
+			bm->resident--;
+			bm->evictions++;
+			more[k++] = (struct rewire_op){ REWIRE_OP_EVICT, 0, bm->db + q * bm->ps,
+							NULL, bm->ps, NULL };
+		}
+		ret = rewire_batch(bm->cfg.arena, more, k, &ok);
+		if (!ret) {
+			nops -= done;
+			memmove(bm->ops, bm->ops + done, nops * sizeof(*bm->ops));
+			ret = rewire_batch(bm->cfg.arena, bm->ops, nops, &done);
+		}
+	}
 	if (ret) {
 		fprintf(stderr, "vmcache: rewire_batch of %zu ops: %s (done %zu)\n", nops,
 			strerror(-ret), done);
