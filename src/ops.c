@@ -703,11 +703,14 @@ static int claim_live(struct rewire_arena *a, const void *addr, size_t len, size
 	return 0;
 }
 
-/* Turn pages of live runs into holes; their data is dropped, without the
- * lock. */
-int rewire_discard(struct rewire_arena *a, void *addr, size_t len)
+/*
+ * Discard, evict or populate pages of live runs, claimed for the call: no
+ * lock, but while the cache is dropped or moved.
+ */
+static int on_live_pages(struct rewire_arena *a, void *addr, size_t len,
+			 enum rewire_op_type type, bool recycle)
 {
-	size_t first;
+	size_t first, n;
 	int ret;
 
 	if (!a)
@@ -717,46 +720,35 @@ int rewire_discard(struct rewire_arena *a, void *addr, size_t len)
 	ret = claim_live(a, addr, len, &first);
 	if (ret)
 		return ret;
-	ret = rw_discard_claimed(a, first, len >> a->page_shift);
-	bits_release_s(a->busy, BUSY_STRIDE, first, len >> a->page_shift);
+	n = len >> a->page_shift;
+	if (type == REWIRE_OP_DISCARD)
+		ret = rw_discard_claimed(a, first, n);
+	else if (type == REWIRE_OP_POPULATE)
+		ret = rw_populate_claimed(a, first, n, recycle);
+	else
+		rw_evict_claimed(a, first, n, false);
+	bits_release_s(a->busy, BUSY_STRIDE, first, n);
 	return ret;
+}
+
+/* Turn pages of live runs into holes; their data is dropped. */
+int rewire_discard(struct rewire_arena *a, void *addr, size_t len)
+{
+	return on_live_pages(a, addr, len, REWIRE_OP_DISCARD, false);
 }
 
 /* Evict pages of live runs: holes to the program, their frames kept for
  * recycling populates; no system call. */
 int rewire_evict(struct rewire_arena *a, void *addr, size_t len)
 {
-	size_t first;
-	int ret;
-
-	if (!a)
-		return -EINVAL;
-	if (arena_forked(a))
-		return -EFAULT;
-	ret = claim_live(a, addr, len, &first);
-	if (ret)
-		return ret;
-	rw_evict_claimed(a, first, len >> a->page_shift, false);
-	bits_release_s(a->busy, BUSY_STRIDE, first, len >> a->page_shift);
-	return 0;
+	return on_live_pages(a, addr, len, REWIRE_OP_EVICT, false);
 }
 
-/* No lock but while cache is dropped or moved: the range is claimed. */
 int rewire_populate(struct rewire_arena *a, void *addr, size_t len, unsigned int flags)
 {
-	size_t first;
-	int ret;
-
 	if (!a || flags & ~REWIRE_POPULATE_RECYCLE)
 		return -EINVAL;
-	if (arena_forked(a))
-		return -EFAULT;
-	ret = claim_live(a, addr, len, &first);
-	if (ret)
-		return ret;
-	ret = rw_populate_claimed(a, first, len >> a->page_shift, flags & REWIRE_POPULATE_RECYCLE);
-	bits_release_s(a->busy, BUSY_STRIDE, first, len >> a->page_shift);
-	return ret;
+	return on_live_pages(a, addr, len, REWIRE_OP_POPULATE, flags & REWIRE_POPULATE_RECYCLE);
 }
 
 int rewire_move(struct rewire_arena *a, void *dst, void *src, size_t len)

@@ -40,19 +40,7 @@ static const char *backend_of(struct rewire_arena *a)
 /* An arena on the named backend (NULL: $REWIRE_BACKEND or auto). */
 static struct rewire_arena *arena_on(const char *backend, size_t pages, size_t budget)
 {
-	struct rewire_options o;
-	struct rewire_arena *a;
-	int ret;
-
-	rewire_options_init(&o);
-	o.reserve = pages * page_size;
-	o.lock_budget = budget * page_size;
-	o.backend = backend;
-	ret = rewire_arena_create(&o, &a);
-	if (ret)
-		bail("cannot create an arena on backend %s: %s", backend ? backend :
-		     getenv("REWIRE_BACKEND") ? getenv("REWIRE_BACKEND") : "auto", strerror(-ret));
-	return a;
+	return test_arena_on(backend, pages, budget, 0);
 }
 
 /* Errnos seen by failed calls, for the messages. */

@@ -27,8 +27,8 @@ bool maps_are_ours(void)
 #endif
 }
 
-struct rewire_arena *test_arena(size_t reserve_pages, size_t budget_pages,
-				unsigned int flags)
+struct rewire_arena *test_arena_on(const char *backend, size_t reserve_pages,
+				   size_t budget_pages, unsigned int flags)
 {
 	struct rewire_options o;
 	struct rewire_arena *a;
@@ -39,12 +39,19 @@ struct rewire_arena *test_arena(size_t reserve_pages, size_t budget_pages,
 	o.reserve = reserve_pages * page_size;
 	o.lock_budget = budget_pages * page_size;
 	o.flags = flags;
+	o.backend = backend;
 	ret = rewire_arena_create(&o, &a);
 	if (ret)
-		bail("cannot create an arena on backend %s: %s",
+		bail("cannot create an arena on backend %s: %s", backend ? backend :
 		     getenv("REWIRE_BACKEND") ? getenv("REWIRE_BACKEND") : "auto",
 		     strerror(-ret));
 	return a;
+}
+
+struct rewire_arena *test_arena(size_t reserve_pages, size_t budget_pages,
+				unsigned int flags)
+{
+	return test_arena_on(NULL, reserve_pages, budget_pages, flags);
 }
 
 static uint64_t word_of(uint64_t tag, size_t i)

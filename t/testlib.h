@@ -24,6 +24,9 @@ bool maps_are_ours(void);
 /* An arena on $REWIRE_BACKEND (or auto); bails out if it cannot be made. */
 struct rewire_arena *test_arena(size_t reserve_pages, size_t budget_pages,
 				unsigned int flags);
+/* The same on the backend named (NULL: as test_arena). */
+struct rewire_arena *test_arena_on(const char *backend, size_t reserve_pages,
+				   size_t budget_pages, unsigned int flags);
 
 void tag_page(void *page, uint64_t tag);
 bool page_has_tag(const void *page, uint64_t tag);
