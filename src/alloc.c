@@ -186,6 +186,8 @@ static int populate_claimed(struct rewire_arena *a, size_t start, size_t n, bool
  */
 static int reserve(struct rewire_arena *a, size_t start, size_t n, size_t *holes, bool locked)
 {
+	struct rw_wait w = { a, 0, 0 };
+	bool more;
 	int ret = 0;
 
 	*holes = n - bits_count(a->backed, start, n);
@@ -193,7 +195,7 @@ static int reserve(struct rewire_arena *a, size_t start, size_t n, size_t *holes
 		return 0;
 	if (!locked)
 		lock(a);
-	for (int tries = 0;; tries++) {
+	for (;;) {
 		/* What the cache, the threads' caches, drops in progress and
 		 * copies (their old pages' budget) would give back. */
 		size_t used = __atomic_load_n(&a->nbacked, __ATOMIC_RELAXED);
@@ -217,15 +219,17 @@ static int reserve(struct rewire_arena *a, size_t start, size_t n, size_t *holes
 		if (rw_budget_take(a, *holes))
 			break;
 		/* Another thread took the room meanwhile, or is still dropping
-		 * pages: look again, a bounded number of times. */
-		if (tries == 64) {
+		 * pages, copying or recycling its own spare frames: look again,
+		 * for as long as a search waits for free pages. */
+		unlock(a);
+		more = rw_wait_more(&w);
+		lock(a);
+		if (!more) {
 			ret = -ENOMEM;
 			break;
 		}
-		unlock(a);
-		sched_yield();
-		lock(a);
 	}
+	rw_wait_done(&w);
 	if (!locked)
 		unlock(a);
 	return ret;
@@ -415,8 +419,12 @@ static size_t tcache_pages_in(struct rewire_arena *a, size_t start, size_t n)
  */
 static size_t flush_tcache_range(struct rewire_arena *a, size_t start, size_t n)
 {
-	size_t total = 0, live = bits_count(a->live, start, n);
+	size_t total = 0, live;
 
+	/* A growth may ask for pages past the arena's end. */
+	if (start > a->npages || n > a->npages - start)
+		return 0;
+	live = bits_count(a->live, start, n);
 	if (!live || tcache_pages_in(a, start, n) != live)
 		return 0;
 	for (int k = 0; k < SLOTS; k++) {

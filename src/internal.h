@@ -282,6 +282,15 @@ extern __thread bool rw_undoing;	/* moving pages back after a failure */
 unsigned long rw_thread_id(void);
 unsigned int rw_slot(void);
 bool rw_claim(struct rewire_arena *a, size_t start, size_t n);
+/* Waiting, yielding, for what another call holds for a bounded time:
+ * rw_wait_more is false once it has waited long enough. */
+struct rw_wait {
+	struct rewire_arena *a;
+	unsigned int rounds;
+	double since;
+};
+bool rw_wait_more(struct rw_wait *w);
+void rw_wait_done(struct rw_wait *w);
 void rw_release(struct rewire_arena *a, const char *p, size_t n);
 size_t rw_claim_run(struct rewire_arena *a, size_t n);
 bool rw_claim_at(struct rewire_arena *a, size_t i, size_t n);

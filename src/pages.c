@@ -195,13 +195,7 @@ void rw_release(struct rewire_arena *a, const char *p, size_t n)
  */
 #define WAIT_NS 200e6
 
-struct wait {
-	struct rewire_arena *a;
-	unsigned int rounds;
-	double since;
-};
-
-static void wait_done(struct wait *w)
+void rw_wait_done(struct rw_wait *w)
 {
 	if (w->rounds)
 		__atomic_sub_fetch(&w->a->waiters, 1, __ATOMIC_RELAXED);
@@ -210,7 +204,7 @@ static void wait_done(struct wait *w)
 
 /* Wait a little more, or give up; the arena counts its waiters, so that
  * holders of free pages that could let go (stages) do not take more. */
-static bool wait_more(struct wait *w)
+bool rw_wait_more(struct rw_wait *w)
 {
 	if (!w->rounds)
 		__atomic_add_fetch(&w->a->waiters, 1, __ATOMIC_RELAXED);
@@ -220,7 +214,7 @@ static bool wait_more(struct wait *w)
 		if (!w->since) {
 			w->since = now;
 		} else if (now - w->since > WAIT_NS) {
-			wait_done(w);
+			rw_wait_done(w);
 			return false;
 		}
 	}
@@ -269,7 +263,7 @@ static size_t claim_run_from(struct rewire_arena *a, size_t n, size_t i, bool *b
  */
 size_t rw_claim_run(struct rewire_arena *a, size_t n)
 {
-	struct wait w = { a, 0, 0 };
+	struct rw_wait w = { a, 0, 0 };
 
 	for (;;) {
 		size_t from = rw_free_floor(a), i;
@@ -279,10 +273,10 @@ size_t rw_claim_run(struct rewire_arena *a, size_t n)
 		if (i == a->npages && from)
 			i = claim_run_from(a, n, 0, &blocked);
 		if (i < a->npages || !blocked) {
-			wait_done(&w);
+			rw_wait_done(&w);
 			return i;
 		}
-		if (!wait_more(&w))
+		if (!rw_wait_more(&w))
 			return i;
 	}
 }
@@ -291,7 +285,7 @@ size_t rw_claim_run(struct rewire_arena *a, size_t n)
  * another call. */
 bool rw_claim_at(struct rewire_arena *a, size_t i, size_t n)
 {
-	struct wait w = { a, 0, 0 };
+	struct rw_wait w = { a, 0, 0 };
 	bool got = false;
 
 	if (n > a->npages - i)
@@ -303,10 +297,10 @@ bool rw_claim_at(struct rewire_arena *a, size_t i, size_t n)
 				bits_release_s(a->busy, BUSY_STRIDE, i, n);
 			break;
 		}
-		if (!wait_more(&w))
+		if (!rw_wait_more(&w))
 			return false;
 	}
-	wait_done(&w);
+	rw_wait_done(&w);
 	return got;
 }
 
