@@ -1,14 +1,21 @@
 #!/bin/sh
-# Build rewire.ko for one kernel tree: kmod/build.sh [--test-hooks] KDIR
-# OUTDIR. The sources are copied to OUTDIR, so a read-only source tree (make
-# distcheck) works; any compiler warning fails the build. --test-hooks
-# builds in break_for_test, for the test suite's negative controls only.
+# Build rewire.ko for one kernel tree: kmod/build.sh [--test-hooks] [--gcov]
+# KDIR OUTDIR. The sources are copied to OUTDIR, so a read-only source tree
+# (make distcheck) works; any compiler warning fails the build. --test-hooks
+# builds in break_for_test, for the test suite's negative controls only;
+# --gcov profiles the module for gcov (a kernel with CONFIG_GCOV_KERNEL: the
+# counts appear under /sys/kernel/debug/gcov, OUTDIR/rewire.gcno beside).
 set -eu
 cflags=
-if [ "$1" = --test-hooks ]; then
-	cflags=-DREWIRE_TEST_HOOKS
+gcov=
+while :; do
+	case $1 in
+	--test-hooks) cflags=-DREWIRE_TEST_HOOKS ;;
+	--gcov) gcov=y ;;
+	*) break ;;
+	esac
 	shift
-fi
+done
 kdir=$1
 out=$2
 src=$(cd "$(dirname "$0")" && pwd)
@@ -19,7 +26,7 @@ for f in Kbuild rewire.c compat.h rewire_uapi.h; do
 done
 chmod u+w "$out"/*
 log="$out/build.log"
-if ! env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL make -C "$kdir" M="$(cd "$out" && pwd)" REWIRE_CFLAGS="$cflags" modules >"$log" 2>&1; then
+if ! env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL make -C "$kdir" M="$(cd "$out" && pwd)" REWIRE_CFLAGS="$cflags" REWIRE_GCOV="$gcov" modules >"$log" 2>&1; then
 	cat "$log" >&2
 	exit 1
 fi

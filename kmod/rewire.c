@@ -65,11 +65,16 @@
  * advance of the mm's TLB generation, 4 the flush of the last page when a
  * batch flushes its few pages one by one. Each breaks the module, and the
  * tests must notice (3 only on hardware with PCID, not under QEMU's TCG).
+ * 5, 6 and 7 are for the checkers of a debugging kernel: 5 takes the file's
+ * lock inside the mmap lock after a batch (lockdep), 6 reads a page after
+ * freeing it (KASAN), 7 leaves a moved page mapped at its old address too
+ * (the page-table check). Each must be reported, so that a clean log on
+ * that kernel means something.
  */
 static unsigned int break_for_test;
 module_param(break_for_test, uint, 0444);
 MODULE_PARM_DESC(break_for_test,
-		 "tests only: 1 skip TLB flush, 2 skip index update, 3 skip TLB generation, 4 skip a page's flush");
+		 "tests only: 1 skip TLB flush, 2 skip index update, 3 skip TLB generation, 4 skip a page's flush, 5 lock order, 6 use after free, 7 map twice");
 #endif
 
 struct rewire_file {
@@ -109,6 +114,31 @@ static void rw_test_notifier_release(struct rewire_file *rf)
 	if (rf->mn_on)
 		mmu_notifier_unregister(&rf->mn, rf->mn.mm);
 }
+
+/* After a batch, with no lock held: break_for_test 5 and 6. */
+static void rw_test_after_batch(struct rewire_file *rf)
+{
+	struct page *page;
+
+	if (break_for_test == 5 && rf->mm) {
+		/*
+		 * The ioctl takes rf->lock, then the mmap lock: here the other
+		 * way round, which lockdep must call a possible deadlock.
+		 */
+		mmap_read_lock(rf->mm);
+		mutex_lock(&rf->lock);
+		mutex_unlock(&rf->lock);
+		mmap_read_unlock(rf->mm);
+	} else if (break_for_test == 6) {
+		page = alloc_page(GFP_KERNEL);
+		if (!page)
+			return;
+		__free_page(page);
+		/* KASAN must report this read of a freed page. */
+		pr_info("a freed page held %#x\n",
+			READ_ONCE(*(unsigned int *)page_address(page)));
+	}
+}
 #else
 #define break_for_test 0U
 
@@ -118,6 +148,10 @@ static long rw_test_notifier(struct rewire_file *rf)
 }
 
 static void rw_test_notifier_release(struct rewire_file *rf)
+{
+}
+
+static void rw_test_after_batch(struct rewire_file *rf)
 {
 }
 #endif
@@ -400,7 +434,11 @@ static pte_t rw_lift(struct rw_batch *b, unsigned long addr,
 	pte_t pte;
 
 	spin_lock(slot->ptl);
-	pte = ptep_get_and_clear(b->mm, addr, slot->ptep);
+	/* break_for_test 7: the entry stays at its old address as well. */
+	if (break_for_test == 7)
+		pte = ptep_get(slot->ptep);
+	else
+		pte = ptep_get_and_clear(b->mm, addr, slot->ptep);
 	spin_unlock(slot->ptl);
 	if (!pte_none(pte))
 		rw_touched(b, addr);
@@ -890,6 +928,8 @@ static long rw_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 		ret = cmd == REWIRE_IOC_ATTACH ? rw_ioctl_attach(rf, uarg) :
 						 rw_ioctl_batch(rf, uarg);
 		mutex_unlock(&rf->lock);
+		if (cmd == REWIRE_IOC_BATCH && break_for_test)
+			rw_test_after_batch(rf);
 		return ret;
 	case REWIRE_IOC_TEST_NOTIFIER:
 		if (mutex_lock_killable(&rf->lock))

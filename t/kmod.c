@@ -9,7 +9,9 @@
  * passes when it does notice (3 only on real hardware with PCID: it skips
  * under QEMU's TCG, which flushes on every switch of process), after the
  * mmu-notifier refusal, which needs that build's test hooks (also alone:
- * REWIRE_KMOD_ONLY=notifier with rewire-test.ko loaded).
+ * REWIRE_KMOD_ONLY=notifier with rewire-test.ko loaded). With 5, 6 or 7
+ * (a lock order, a use after free, a page mapped twice) it sends a few
+ * batches, and the debugging kernel's checkers must report (t/vm.t).
  */
 #include "config.h"
 
@@ -1529,6 +1531,44 @@ static int node_count(void)
 	}
 }
 
+/*
+ * The negative controls of the debugging kernel's checkers (break_for_test
+ * 5, 6, 7): a few swap batches in a child, which a broken module may get
+ * killed by an oops (7). What must catch the module is the kernel's log:
+ * lockdep, KASAN or the page-table check, which t/vm.t reads.
+ */
+static bool checker_control(void)
+{
+	enum { N = 16 };
+	int status;
+	pid_t pid = fork();
+
+	if (pid < 0)
+		bail("fork: %s", strerror(errno));
+	if (!pid) {
+		int fd = dev_open();
+		char *p = map_pages(N, 1, true);
+		struct rewire_dev_op ops[N / 2];
+
+		attach(fd, p, N * page_size);
+		for (int r = 0; r < 4; r++) {
+			for (int k = 0; k < N / 2; k++)
+				ops[k] = op_of(REWIRE_DEV_SWAP, p + 2 * k * page_size,
+					       p + (2 * k + 1) * page_size, 1, NULL);
+			if (batch_retry(fd, ops, N / 2))
+				_exit(1);
+		}
+		_exit(0);
+	}
+	if (waitpid(pid, &status, 0) != pid)
+		return false;
+	if (WIFSIGNALED(status))
+		diag("the child died of signal %d, as after an oops", WTERMSIG(status));
+	else
+		diag("the child exited %d", WEXITSTATUS(status));
+	return true;
+}
+
 int main(void)
 {
 	const char *broken = getenv("REWIRE_KMOD_BROKEN");
@@ -1568,6 +1608,11 @@ int main(void)
 			ok(1, "# SKIP %s (%d stale): the negative control needs real hardware", why, stale);
 		else
 			ok(stale > 0, "negative control: without its TLB generation advance, the module is caught");
+		return done_testing();
+	}
+	if (broken && strchr("567", broken[0]) && broken[0] && !broken[1]) {
+		ok(checker_control(), "negative control %s: batches sent; the kernel's checker "
+		   "must report (t/vm.t reads the log)", broken);
 		return done_testing();
 	}
 	if (broken && !strcmp(broken, "2")) {

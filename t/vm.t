@@ -7,14 +7,26 @@
 # with 2 vCPUs on 2 NUMA nodes, run every program with REWIRE_BACKEND=kmod (t/vm/init), and
 # relay each TAP line here, named by kernel. Each program also fails on any
 # kernel warning logged while it ran; Mlocked and AnonPages must return to
-# where they were.
+# where they were; the kernel may be tainted by nothing but the module (O, E).
+#
+# The debugging kernel of tools/build-debug-kernel (lockdep, KASAN, DEBUG_VM,
+# the page-table check, KFENCE...; listed in $REWIRE_KERNEL_CACHE/debug-kernels)
+# boots with page_table_check=on panic_on_warn=1 and runs the module's own
+# programs (t/kmod.t, t/fuzz.t, the TLB test on 4 vCPUs: under KASAN and TCG
+# the library's suites would take most of an hour; VM_DEBUG_FULL=1 runs them
+# too), its module built with gcov: the counts land in
+# t/vm-coverage/KERNEL-BUILD.gcov (make coverage-kmod). Then one boot for
+# each checker's negative control: a test-hooks module that takes two locks
+# in the wrong order, reads a freed page, leaves a page mapped twice, each
+# of which lockdep, KASAN and the page-table check must report.
 #
 # Environment: VM_TESTS (programs, relative to the build directory),
 # VM_LINES (what to run instead, ';' between lines, VM_FULL= for nothing more),
 # VM_KERNELS (versions; default: every /boot/vmlinuz-* with headers, then
-# those listed in $REWIRE_KERNEL_CACHE/kernels), REWIRE_KERNEL_CACHE
+# those listed in $REWIRE_KERNEL_CACHE/kernels and debug-kernels), REWIRE_KERNEL_CACHE
 # (tools/fetch-kernels's, default /var/cache/rewire-kernels), VM_SMP
-# (default 2), VM_TIMEOUT (seconds per boot, default 900), KMOD (no: skip,
+# (default 2), VM_TIMEOUT (seconds per boot, default 900; 1800 for the
+# debugging kernel), VM_DEBUG_FULL, KMOD (no: skip,
 # configured --without-kmod).
 set -u
 srcdir=${srcdir:-.}
@@ -52,6 +64,13 @@ fetched() {
 	[ -s "$cache/$1/vmlinuz" ] && [ -f "$cache/$1/root/usr/src/linux-headers-$1/Makefile" ]
 }
 
+# Is kernel $1 one of tools/build-debug-kernel's (the module builds against
+# its tree)?
+debug_kernel() {
+	[ -s "$cache/$1/vmlinuz" ] && [ -f "$cache/$1/build/Makefile" ] &&
+		grep -qx "$1" "$cache/debug-kernels" 2>/dev/null
+}
+
 kernels=${VM_KERNELS:-}
 if [ -z "$kernels" ]; then
 	for f in /boot/vmlinuz-*; do
@@ -69,6 +88,15 @@ if [ -z "$kernels" ]; then
 				echo "# $v: left out, no unshare or chroot to build its module"
 			else
 				kernels="$kernels $v"
+			fi
+		done
+	fi
+	if [ -f "$cache/debug-kernels" ]; then
+		for v in $(cat "$cache/debug-kernels"); do
+			if debug_kernel "$v"; then
+				kernels="$kernels $v"
+			else
+				echo "# $v: listed in $cache/debug-kernels, but incomplete (run tools/build-debug-kernel)"
 			fi
 		done
 	fi
@@ -151,6 +179,12 @@ relay() {
 			emit(0, "kernel log clean: " line)
 		next
 	}
+	/^@@ tainted / {
+		# 4096 (O, out of tree) and 8192 (E, unsigned) are the module'"'"'s own
+		emit($3 % 4096 == 0 && int($3 / 16384) == 0,
+		     "the kernel is tainted by nothing but the module (/proc/sys/kernel/tainted " $3 ")")
+		next
+	}
 	/^@@ done/ { done = 1; next }
 	t == "" { next }
 	/^1\.\.0/ { sub(/^1\.\.0 *# *[Ss][Kk][Ii][Pp] */, ""); skipped = $0 == "" ? "no tests" : $0; next }
@@ -199,21 +233,21 @@ boot() {
 }
 
 boot_once() {
-	timeout "${VM_TIMEOUT:-900}" "$qemu" -accel tcg -cpu max -m 1024 \
+	timeout "${VM_TIMEOUT:-$timeout}" "$qemu" -accel tcg -cpu max -m 1024 \
 		-smp "$2,sockets=2,cores=$half,threads=1" \
 		-object memory-backend-ram,id=m0,size=512M \
 		-object memory-backend-ram,id=m1,size=512M \
 		-numa "node,nodeid=0,cpus=0-$((half - 1)),memdev=m0" \
 		-numa "node,nodeid=1,cpus=$half-$(($2 - 1)),memdev=m1" \
 		-kernel "$image" -initrd "$3/initrd.gz" \
-		-append "console=ttyS0 rdinit=/init panic=-1 quiet" \
+		-append "console=ttyS0 rdinit=/init panic=-1 quiet $cmdline" \
 		-display none -monitor none -no-reboot -nic none \
 		-serial "file:$3/console.log" -serial "file:$3/tap.log" \
 		</dev/null >"$3/qemu.log" 2>&1
 }
 
 # Build rewire.ko for kernel $v into directory $1, with kmod/build.sh's
-# options after it: on the host against /lib/modules/$v/build, or, for a
+# options after it: on the host against $kdir, or, for a
 # kernel of tools/fetch-kernels, in its chroot ($chroot), whose glibc, gcc
 # and pahole built it, with the sources copied there and /proc mounted in a
 # mount namespace of its own (objtool reads /proc/self/maps).
@@ -221,7 +255,7 @@ build_kmod() {
 	out=$1
 	shift
 	if [ -z "$chroot" ]; then
-		"$top_srcdir/kmod/build.sh" "$@" "/lib/modules/$v/build" "$out"
+		"$top_srcdir/kmod/build.sh" "$@" "$kdir" "$out"
 		return
 	fi
 	tmp=$(mktemp -d "$chroot/tmp/rewire-kmod.XXXXXX") || return
@@ -238,11 +272,67 @@ build_kmod() {
 	return $st
 }
 
+# The module's gcov counts, which t/vm/init dumped in base64 before powering
+# off, back into the module's build directories; gcov then writes each
+# build's annotated rewire.c into t/vm-coverage/, added to what an earlier
+# boot saved, one file a boot (tools/coverage-kmod merges them).
+save_coverage() {
+	mkdir -p "$build/t/vm-coverage"
+	awk -v dir="$2" '
+	{ sub(/\r$/, "") }
+	/^@@ gcda-end/ { if (out != "") close(out); out = ""; next }
+	/^@@ gcda / { n = split($3, part, "/"); out = dir "/" part[n - 1] "/rewire.gcda.b64"; printf "" > out; next }
+	/^@@ gcdata / && out != "" { print $3 > out }
+	' "$3"
+	for b in kmod kmod-test; do
+		[ -s "$2/$b/rewire.gcda.b64" ] || continue
+		base64 -d "$2/$b/rewire.gcda.b64" >"$2/$b/rewire.gcda" && rm "$2/$b/rewire.gcda.b64" &&
+			(cd "$2/$b" && gcov -o . rewire.c >gcov.log 2>&1) &&
+			cp "$2/$b/rewire.c.gcov" "$build/t/vm-coverage/$1-$b-$(ls "$build/t/vm-coverage" | wc -l).gcov" ||
+			echo "# [$1] no gcov counts from $b: $(tail -n 1 "$2/$b/gcov.log" 2>/dev/null)"
+		rm -f "$2/$b/rewire.gcda" "$2/$b/rewire.c.gcov"
+	done
+}
+
+# Boot kernel $1 (directory $2) with rewire-test.ko's break_for_test=$3:
+# the log must hold the report ($5) of checker $4.
+control() {
+	printf '%s\n' "insmod /rewire-test.ko break_for_test=$3" \
+		"REWIRE_KMOD_BROKEN=$3 t/kmod.t" >"$2/tests-control"
+	root="$2/root"
+	cp "$2/tests-control" "$root/tests"
+	(cd "$root" && find . | cpio -o -H newc --quiet | gzip -1) >"$2/initrd.gz"
+	half=1
+	cmdline="page_table_check=on"
+	VM_TIMEOUT=300 boot_once "$1" 2 "$2" "$2/tests-control"
+	if cat "$2/console.log" "$2/tap.log" 2>/dev/null | tr -d '\r' | grep -q "$5"; then
+		say_ok "[$1] negative control: $4 reports the module broken with break_for_test=$3"
+	else
+		say_not_ok "[$1] negative control: $4 reports the module broken with break_for_test=$3 (no '$5' in the log)"
+		tail -n 20 "$2/console.log" | sed "s/^/# [$1] console: /"
+	fi
+	cmdline="page_table_check=on panic_on_warn=1"
+}
+
 for v in $kernels; do
 	dir="$work/$v"
 	root="$dir/root"
 	mkdir -p "$root/bin" "$root/t" "$root/proc" "$root/sys" "$root/dev" "$root/tmp"
-	if installed "$v" || ! fetched "$v"; then
+	debug=
+	cmdline=
+	timeout=900
+	gcov=
+	kdir=/lib/modules/$v/build
+	if debug_kernel "$v" && ! installed "$v"; then
+		image=$cache/$v/vmlinuz
+		chroot=
+		kdir=$cache/$v/build
+		debug=1
+		cmdline="page_table_check=on panic_on_warn=1"
+		timeout=1800
+		gcov=--gcov
+		echo "# [$v] the debugging kernel $image ($(cat "$cache/$v/source" 2>/dev/null)), booted with $cmdline"
+	elif installed "$v" || ! fetched "$v"; then
 		image=/boot/vmlinuz-$v
 		chroot=
 	else
@@ -250,13 +340,15 @@ for v in $kernels; do
 		chroot=$cache/$v/root
 		echo "# [$v] $image, built in the chroot $chroot ($(cat "$cache/$v/suite" 2>/dev/null))"
 	fi
-	if ! build_kmod "$dir/kmod" >"$dir/build.err" 2>&1; then
+	# shellcheck disable=SC2086
+	if ! build_kmod "$dir/kmod" $gcov >"$dir/build.err" 2>&1; then
 		say_not_ok "[$v] rewire.ko builds without warnings"
 		sed 's/^/# /' "$dir/build.err"
 		continue
 	fi
 	say_ok "[$v] rewire.ko builds without warnings"
-	if ! build_kmod "$dir/kmod-test" --test-hooks >"$dir/build.err" 2>&1; then
+	# shellcheck disable=SC2086
+	if ! build_kmod "$dir/kmod-test" --test-hooks $gcov >"$dir/build.err" 2>&1; then
 		say_not_ok "[$v] rewire.ko with test hooks builds without warnings"
 		sed 's/^/# /' "$dir/build.err"
 		continue
@@ -304,6 +396,11 @@ for v in $kernels; do
 	[ -n "$loop" ] && echo "insmod /loop.ko" >>"$list"
 	if [ -n "${VM_LINES:-}" ]; then
 		echo "$VM_LINES" | tr ';' '\n' >>"$list"
+	elif [ -n "$debug" ] && [ -z "${VM_DEBUG_FULL:-}" ]; then
+		for t in t/kmod.t t/fuzz.t; do
+			has $t && echo $t >>"$list"
+		done
+		echo "# [$v] the library's suites run on the release kernels; here only the module's own (VM_DEBUG_FULL=1: all)"
 	else
 		printf '%s\n' $VM_TESTS >>"$list"
 	fi
@@ -312,9 +409,15 @@ for v in $kernels; do
 		has t/basic.t && echo "REWIRE_BACKEND=auto REWIRE_AUTO_EXPECTS=kmod t/basic.t" >>"$list"
 		printf '%s\n' "rmmod rewire" "insmod /rewire.ko" "rmmod rewire" >>"$list"
 		has t/basic.t && echo "REWIRE_BACKEND=auto t/basic.t" >>"$list"
-		if [ "$(echo "$v" | awk -F. '{ print ($1 * 100 + $2 >= 608) }')" = 1 ]; then
+		# (the module's own programs excluded; not on the debugging
+		# kernel, where the library's suites on uffd take too long)
+		if [ "$(echo "$v" | awk -F. '{ print ($1 * 100 + $2 >= 608) }')" = 1 ] &&
+			{ [ -z "$debug" ] || [ -n "${VM_DEBUG_FULL:-}" ]; }; then
 			for t in $VM_TESTS; do
-				[ "$t" = t/kmod.t ] || echo "REWIRE_BACKEND=uffd $t" >>"$list"
+				case $t in
+				t/kmod.t | t/fuzz.t) ;;
+				*) echo "REWIRE_BACKEND=uffd $t" >>"$list" ;;
+				esac
 			done
 		fi
 		if has t/kmod.t; then
@@ -331,11 +434,22 @@ for v in $kernels; do
 		fi
 	fi
 	boot "$v" "$smp" "$dir" "$list"
+	[ -n "$debug" ] && save_coverage "$v" "$dir" "$dir/tap.log"
 
 	# TLB coherence again with three other vCPUs.
 	if [ -n "$full" ] && has t/kmod.t; then
 		echo "REWIRE_KMOD_ONLY=tlb t/kmod.t" >"$dir/tests4"
 		boot "$v" 4 "$dir" "$dir/tests4"
+		[ -n "$debug" ] && save_coverage "$v" "$dir" "$dir/tap.log"
+	fi
+
+	# The checkers' negative controls, a boot each (the module is broken
+	# on purpose: its own TAP lines are not relayed, only what the kernel
+	# reported is checked).
+	if [ -n "$debug" ] && [ -n "$full" ] && has t/kmod.t; then
+		control "$v" "$dir" 5 "lockdep" "possible circular locking dependency"
+		control "$v" "$dir" 6 "KASAN" "BUG: KASAN: .*use-after-free"
+		control "$v" "$dir" 7 "the page-table check" "kernel BUG at mm/page_table_check.c"
 	fi
 done
 echo "1..$n"
