@@ -297,7 +297,7 @@ save_coverage() {
 # Boot kernel $1 (directory $2) with rewire-test.ko's break_for_test=$3:
 # the log must hold the report ($5) of checker $4.
 control() {
-	printf '%s\n' "insmod /rewire-test.ko break_for_test=$3" \
+	printf '%s\n' "rmmod rewire" "insmod /rewire-test.ko break_for_test=$3" \
 		"REWIRE_KMOD_BROKEN=$3 t/kmod.t" >"$2/tests-control"
 	root="$2/root"
 	cp "$2/tests-control" "$root/tests"
@@ -305,6 +305,7 @@ control() {
 	half=1
 	cmdline="page_table_check=on"
 	VM_TIMEOUT=300 boot_once "$1" 2 "$2" "$2/tests-control"
+	save_coverage "$1" "$2" "$2/tap.log"
 	if cat "$2/console.log" "$2/tap.log" 2>/dev/null | tr -d '\r' | grep -q "$5"; then
 		say_ok "[$1] negative control: $4 reports the module broken with break_for_test=$3"
 	else
