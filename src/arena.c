@@ -11,7 +11,6 @@
 #include <unistd.h>
 
 #include "bitmap.h"
-
 #include "internal.h"
 
 /* The first version of struct rewire_options ends after backend. */

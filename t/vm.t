@@ -15,7 +15,7 @@
 # programs (t/kmod.t, t/fuzz.t, the TLB test on 4 vCPUs: under KASAN and TCG
 # the library's suites would take most of an hour; VM_DEBUG_FULL=1 runs them
 # too), its module built with gcov: the counts land in
-# t/vm-coverage/KERNEL-BUILD.gcov (make coverage-kmod). Then one boot for
+# t/vm-coverage/KERNEL-BUILD-N.gcov (make coverage-kmod). Then one boot for
 # each checker's negative control: a test-hooks module that takes two locks
 # in the wrong order, reads a freed page, leaves a page mapped twice, each
 # of which lockdep, KASAN and the page-table check must report.
@@ -303,6 +303,7 @@ control() {
 	cp "$2/tests-control" "$root/tests"
 	(cd "$root" && find . | cpio -o -H newc --quiet | gzip -1) >"$2/initrd.gz"
 	half=1
+	keep=$cmdline
 	cmdline="page_table_check=on"
 	VM_TIMEOUT=300 boot_once "$1" 2 "$2" "$2/tests-control"
 	save_coverage "$1" "$2" "$2/tap.log"
@@ -312,7 +313,7 @@ control() {
 		say_not_ok "[$1] negative control: $4 reports the module broken with break_for_test=$3 (no '$5' in the log)"
 		tail -n 20 "$2/console.log" | sed "s/^/# [$1] console: /"
 	fi
-	cmdline="page_table_check=on panic_on_warn=1"
+	cmdline=$keep
 }
 
 for v in $kernels; do
