@@ -325,6 +325,10 @@ void bench_moves(size_t n)
 	       "of a row taking turns; share copied)\n", n, reps);
 	printf("  %-34s %-8s %10s %10s\n", "operation", "backend", "ns/page", "copied");
 	permute_row(perm, backends, NBACKENDS, n, 1, false);
+	for (size_t b = 0; b < NBACKENDS; b++)
+		if (!find(perm, backends[b]))
+			printf("  %-34s %-8s not available here (see rewire-info)\n", perm,
+			       backends[b]);
 	permute_row(blocks, backends, NBACKENDS, n, 64, false);
 	move_row(whole, backends, NBACKENDS, n, WHOLE);
 	move(per_page, "uffd", n, PER_PAGE);

@@ -3,11 +3,9 @@
 #include "config.h"
 
 #include <errno.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/utsname.h>
 #include <unistd.h>
 
 #include "bitmap.h"
@@ -51,21 +49,6 @@ void rewire_options_init(struct rewire_options *opts)
 	opts->numa_node = -1;
 }
 
-/*
- * Linux 6.18 loses pages that UFFDIO_MOVE moves while compaction migrates
- * them (measured on 6.18.44: the move succeeds, and migration later puts the
- * page back at its old address; not seen on 6.12.118 or 7.3.4). auto does
- * not choose uffd there; REWIRE_BACKEND=uffd still can.
- */
-static bool uffd_loses_pages(void)
-{
-	struct utsname u;
-	int major, minor;
-
-	return !uname(&u) && sscanf(u.release, "%d.%d", &major, &minor) == 2 &&
-	       major == 6 && minor == 18;
-}
-
 static int choose_backend(struct rewire_arena *a, const char *name)
 {
 	size_t i;
@@ -75,8 +58,6 @@ static int choose_backend(struct rewire_arena *a, const char *name)
 	if (!name || !*name || !strcmp(name, "auto")) {
 		a->plan = true;
 		for (i = 0; i < sizeof(backends) / sizeof(backends[0]); i++) {
-			if (backends[i] == &rw_backend_uffd && uffd_loses_pages())
-				continue;
 			a->backend = backends[i];
 			if (!backends[i]->init(a))
 				return 0;

@@ -65,6 +65,8 @@ static const char *uffd_problem(const struct utsname *u)
 	int major = 0, minor = 0, fd;
 
 	sscanf(u->release, "%d.%d", &major, &minor);
+	if (major == 6 && minor == 18)
+		return "Linux 6.18 loses pages UFFDIO_MOVE moves while compaction migrates them";
 	fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | UFFD_USER_MODE_ONLY);
 	if (fd < 0) {
 		if (errno == ENOSYS)
