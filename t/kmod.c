@@ -34,7 +34,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "rewire_uapi.h"
+#include "devlib.h"
 #include "testlib.h"
 
 #define DEV "/dev/rewire"
@@ -79,23 +79,6 @@ static char *map_pages(size_t n, uint64_t tag0, bool lock)
 	return p;
 }
 
-static int attach(int fd, const void *p, size_t len)
-{
-	struct rewire_dev_attach at = { (uintptr_t)p, len };
-
-	return ioctl(fd, REWIRE_IOC_ATTACH, &at) ? -errno : 0;
-}
-
-static int batch(int fd, const struct rewire_dev_op *ops, uint32_t n, uint32_t *done)
-{
-	struct rewire_dev_batch b = { .ops = (uintptr_t)ops, .nops = n, .done = 99 };
-	int ret = ioctl(fd, REWIRE_IOC_BATCH, &b) ? -errno : 0;
-
-	if (done)
-		*done = b.done;
-	return ret;
-}
-
 /* EAGAIN means "try again" (a page locked by someone else for a moment;
  * on 7.x kernels DAMON's monitor often): as the library does, 100 times. */
 static int batch_retry(int fd, const struct rewire_dev_op *ops, uint32_t n)
@@ -132,33 +115,6 @@ static int batch_retry_one(int fd, const char *a, const char *b)
 	return batch_retry(fd, &op, 1);
 }
 
-/* What the module does to the model of an arena (HOLE = no data). */
-static void model_apply(uint64_t *m, const struct rewire_dev_op *op, const char *base)
-{
-	size_t d = (size_t)((const char *)(uintptr_t)op->dst - base) / page_size;
-	size_t s = (size_t)((const char *)(uintptr_t)op->src - base) / page_size;
-	const uint64_t *perm = (const uint64_t *)(uintptr_t)op->perm;
-	uint64_t tmp[4096], t;
-
-	for (size_t i = 0; i < op->npages; i++) {
-		switch (op->type) {
-		case REWIRE_DEV_MOVE:
-			m[d + i] = m[s + i];
-			m[s + i] = HOLE;
-			break;
-		case REWIRE_DEV_SWAP:
-			t = m[d + i];
-			m[d + i] = m[s + i];
-			m[s + i] = t;
-			break;
-		default:
-			tmp[perm[i]] = m[d + i];
-		}
-	}
-	if (op->type == REWIRE_DEV_PERMUTE)
-		memcpy(&m[d], tmp, op->npages * sizeof(*m));
-}
-
 /* A random permutation of the n pages at base, in one call; the model
  * follows when it succeeds. Returns 0 or -errno. */
 static int random_permute(int fd, char *base, size_t n, uint64_t *model)
@@ -172,7 +128,7 @@ static int random_permute(int fd, char *base, size_t n, uint64_t *model)
 	shuffle((size_t *)perm, n);
 	ret = batch(fd, &op, 1, NULL);
 	if (!ret)
-		model_apply(model, &op, base);
+		model_apply(model, n, &op, base);
 	return ret;
 }
 
@@ -346,10 +302,10 @@ static void progress(void)
 	ops[2] = op_of(REWIRE_DEV_MOVE, p + 7 * page_size, p + 2 * page_size, 1, NULL);
 	is_int(-EEXIST, batch(fd, ops, 3, &done), "a move onto data: EEXIST");
 	is_int(1, done, "after exactly one op");
-	model_apply(model, &ops[0], p);
+	model_apply(model, sizeof(model) / sizeof(model[0]), &ops[0], p);
 	ok(check_pages(p, model, N), "the first op moved, the rest did not");
 	is_int(0, batch(fd, &ops[2], 1, &done), "the last op alone");
-	model_apply(model, &ops[2], p);
+	model_apply(model, sizeof(model) / sizeof(model[0]), &ops[2], p);
 	ok(done == 1 && check_pages(p, model, N), "moved");
 
 	/* A read of a hole maps the shared zero page: not a hole any more. */
@@ -431,7 +387,7 @@ static void kill_test(void)
 			bad++;
 		}
 		for (uint32_t k = 0; k < done; k++)
-			model_apply(model, &ops[k], p);
+			model_apply(model, sizeof(model) / sizeof(model[0]), &ops[k], p);
 		if (!check_pages(p, model, 2 * KILL_PAIRS)) {
 			diag("try %d: the pages are not where %u ops put them", tries, done);
 			bad++;
@@ -537,7 +493,7 @@ static void yield_test(void)
 		took = now_us() - t0;
 		atomic_store(&yield_state.calling, 0);
 		for (uint32_t k = 0; k < b.done; k++)
-			model_apply(model, &ops[k], p);
+			model_apply(model, sizeof(model) / sizeof(model[0]), &ops[k], p);
 		if (ret != -EAGAIN)
 			break;
 	}
@@ -565,7 +521,7 @@ static void yield_test(void)
 		bail("a batch alone: %s", strerror(errno));
 	took = now_us() - t0;
 	for (uint32_t k = 0; k < b.done; k++)
-		model_apply(model, &ops[k], p);
+		model_apply(model, sizeof(model) / sizeof(model[0]), &ops[k], p);
 	lo = 0;
 	hi = took;
 	for (tries = 0; tries < 100 && !midway && !bad; tries++) {
@@ -591,7 +547,7 @@ static void yield_test(void)
 			break;
 		}
 		for (uint32_t k = 0; k < done; k++)
-			model_apply(model, &ops[k], p);
+			model_apply(model, sizeof(model) / sizeof(model[0]), &ops[k], p);
 		if (!check_pages(p, model, 2 * YIELD_RUN)) {
 			diag("try %d: the pages are not where %u ops put them", tries, done);
 			bad++;
@@ -1004,35 +960,11 @@ static int in_swap_cache(const void *p)
  */
 static void swapcache_test(void)
 {
-	const char *file = "/tmp/rewire-swap", *why = NULL;
-	size_t swap_pages = 4096;
-	char dev[32], *p = NULL;
-	int fd = -1, lf = -1, ctl, n = -1;
+	struct test_swap sw;
+	const char *why = test_swap_on(&sw, 4096);
+	char *p = NULL;
+	int fd;
 
-	ctl = open("/dev/loop-control", O_RDWR | O_CLOEXEC);
-	if (ctl >= 0)
-		n = ioctl(ctl, 0x4C82 /* LOOP_CTL_GET_FREE */);
-	if (n >= 0) {
-		int f = open(file, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-		char *hdr = calloc(1, page_size);
-
-		snprintf(dev, sizeof(dev), "/dev/loop%d", n);
-		((uint32_t *)(hdr + 1024))[0] = 1;		/* version */
-		((uint32_t *)(hdr + 1024))[1] = (uint32_t)swap_pages - 1;	/* last page */
-		memcpy(hdr + page_size - 10, "SWAPSPACE2", 10);
-		if (f < 0 || ftruncate(f, (off_t)(swap_pages * page_size)) ||
-		    pwrite(f, hdr, page_size, 0) != (ssize_t)page_size)
-			why = "cannot write a swap file in /tmp";
-		else if ((lf = open(dev, O_RDWR | O_CLOEXEC)) < 0 || ioctl(lf, 0x4C00 /* LOOP_SET_FD */, f))
-			why = "cannot set up a loop device";
-		else if (syscall(SYS_swapon, dev, 0))
-			why = "swapon failed";
-		free(hdr);
-		if (f >= 0)
-			close(f);
-	} else {
-		why = "no loop device (loop.ko) for swap in this VM";
-	}
 	if (!why) {
 		p = map_pages(4, 1100, false);
 		madvise(p, page_size, 21 /* MADV_PAGEOUT */);
@@ -1057,14 +989,7 @@ static void swapcache_test(void)
 	}
 	if (p)
 		munmap(p, 4 * page_size);
-	if (lf >= 0) {
-		syscall(SYS_swapoff, dev);
-		ioctl(lf, 0x4C01 /* LOOP_CLR_FD */, 0);
-		close(lf);
-	}
-	if (ctl >= 0)
-		close(ctl);
-	unlink(file);
+	test_swap_off(&sw);
 }
 
 /*
@@ -1265,7 +1190,7 @@ static int tlb_local_test(int rounds)
 			if (batch_retry(fd, ops, SWAPS))
 				_exit(255);
 			for (int k = 0; k < SWAPS; k++)
-				model_apply(model, &ops[k], p);
+				model_apply(model, sizeof(model) / sizeof(model[0]), &ops[k], p);
 		}
 		for (size_t i = 0; i < N; i++)
 			wrong += !page_has_tag(p + i * page_size, model[i]);
@@ -1350,7 +1275,7 @@ static size_t migrate_test(void)
 		ret = batch(fd, &half, 1, NULL);
 		if (ret)
 			bail("swap: %s", strerror(-ret));
-		model_apply(model, &half, p);
+		model_apply(model, sizeof(model) / sizeof(model[0]), &half, p);
 	}
 	for (size_t i = 0; i < N; i++)
 		pages[i] = p + i * page_size;
@@ -1499,7 +1424,10 @@ static long fuzz(long calls)
 					diag("call %ld: op %u moved onto data", c, i);
 					bad++;
 				}
-			model_apply(model, &ops[i], p);
+			if (!model_apply(model, N, &ops[i], p)) {
+				diag("call %ld: op %u applied outside the mapping", c, i);
+				bad++;
+			}
 		}
 		applied += done;
 		if ((c % 4096 == 0 || c == calls - 1) && !check_pages(p, model, N)) {

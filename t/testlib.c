@@ -1,9 +1,12 @@
 /* Helpers the tests share. */
 #define _GNU_SOURCE
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -202,4 +205,50 @@ long map_count(void)
 		n += c == '\n';
 	fclose(f);
 	return n;
+}
+
+#define SWAP_FILE "/tmp/rewire-swap"
+
+const char *test_swap_on(struct test_swap *s, size_t pages)
+{
+	const char *why = NULL;
+	char *hdr;
+	int f, n = -1;
+
+	s->loop = -1;
+	s->ctl = open("/dev/loop-control", O_RDWR | O_CLOEXEC);
+	if (s->ctl >= 0)
+		n = ioctl(s->ctl, 0x4C82 /* LOOP_CTL_GET_FREE */);
+	if (n < 0)
+		return "no loop device (loop.ko) for swap in this VM";
+	f = open(SWAP_FILE, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	hdr = calloc(1, page_size);
+	snprintf(s->dev, sizeof(s->dev), "/dev/loop%d", n);
+	((uint32_t *)(hdr + 1024))[0] = 1;			/* version */
+	((uint32_t *)(hdr + 1024))[1] = (uint32_t)pages - 1;	/* last page */
+	memcpy(hdr + page_size - 10, "SWAPSPACE2", 10);
+	if (f < 0 || ftruncate(f, (off_t)(pages * page_size)) ||
+	    pwrite(f, hdr, page_size, 0) != (ssize_t)page_size)
+		why = "cannot write a swap file in /tmp";
+	else if ((s->loop = open(s->dev, O_RDWR | O_CLOEXEC)) < 0 ||
+		 ioctl(s->loop, 0x4C00 /* LOOP_SET_FD */, f))
+		why = "cannot set up a loop device";
+	else if (syscall(SYS_swapon, s->dev, 0))
+		why = "swapon failed";
+	free(hdr);
+	if (f >= 0)
+		close(f);
+	return why;
+}
+
+void test_swap_off(struct test_swap *s)
+{
+	if (s->loop >= 0) {
+		syscall(SYS_swapoff, s->dev);
+		ioctl(s->loop, 0x4C01 /* LOOP_CLR_FD */, 0);
+		close(s->loop);
+	}
+	if (s->ctl >= 0)
+		close(s->ctl);
+	unlink(SWAP_FILE);
 }

@@ -44,6 +44,15 @@ size_t rnd_below(size_t n);
 uint64_t rnd_next(uint64_t *state);
 void shuffle(size_t *v, size_t n);
 
+/* Swap on a loop device backed by a file in /tmp (root, loop.ko): NULL, or
+ * why there is none. test_swap_off() undoes what test_swap_on() did. */
+struct test_swap {
+	char dev[32];
+	int ctl, loop;
+};
+const char *test_swap_on(struct test_swap *s, size_t pages);
+void test_swap_off(struct test_swap *s);
+
 long vm_locked_kb(void);
 long map_count(void);
 /* The number a file such as /proc/sys/vm/max_map_count holds, or -1. */

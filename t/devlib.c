@@ -1,0 +1,64 @@
+/* Helpers of the module's own programs: see devlib.h. */
+#include "config.h"
+
+#include <errno.h>
+#include <string.h>
+#include <sys/ioctl.h>
+
+#include "devlib.h"
+#include "testlib.h"
+
+int attach(int fd, const void *p, size_t len)
+{
+	struct rewire_dev_attach at = { (uintptr_t)p, len };
+
+	return ioctl(fd, REWIRE_IOC_ATTACH, &at) ? -errno : 0;
+}
+
+int batch(int fd, const struct rewire_dev_op *ops, uint32_t n, uint32_t *done)
+{
+	struct rewire_dev_batch b = { .ops = (uintptr_t)ops, .nops = n, .done = 99 };
+	int ret = ioctl(fd, REWIRE_IOC_BATCH, &b) ? -errno : 0;
+
+	if (done)
+		*done = b.done;
+	return ret;
+}
+
+static bool inside(const struct rewire_dev_op *op, uint64_t addr, const char *base,
+		   size_t npages)
+{
+	uint64_t start = (uintptr_t)base, end = start + npages * page_size;
+
+	return addr >= start && addr < end && op->npages <= (end - addr) / page_size;
+}
+
+bool model_apply(uint64_t *m, size_t npages, const struct rewire_dev_op *op, const char *base)
+{
+	size_t d = (size_t)((const char *)(uintptr_t)op->dst - base) / page_size;
+	size_t s = (size_t)((const char *)(uintptr_t)op->src - base) / page_size;
+	const uint64_t *perm = (const uint64_t *)(uintptr_t)op->perm;
+	uint64_t tmp[4096], t;
+
+	if (!inside(op, op->dst, base, npages) || op->npages > 4096 ||
+	    (op->type != REWIRE_DEV_PERMUTE && !inside(op, op->src, base, npages)))
+		return false;
+	for (size_t i = 0; i < op->npages; i++) {
+		switch (op->type) {
+		case REWIRE_DEV_MOVE:
+			m[d + i] = m[s + i];
+			m[s + i] = HOLE;
+			break;
+		case REWIRE_DEV_SWAP:
+			t = m[d + i];
+			m[d + i] = m[s + i];
+			m[s + i] = t;
+			break;
+		default:
+			tmp[perm[i]] = m[d + i];
+		}
+	}
+	if (op->type == REWIRE_DEV_PERMUTE)
+		memcpy(&m[d], tmp, op->npages * sizeof(*m));
+	return true;
+}
