@@ -57,9 +57,10 @@ enum { N = 64, LANES = 3, MAXOPS = 8, VICTIM_PAGES = 512 /* 2 MiB: room for a TH
 
 /* The outcomes a batch may have; the last slot counts any other. */
 static const int errs[] = { 0, EINVAL, EEXIST, EFAULT, E2BIG, EBUSY, EAGAIN, ENOMEM, EPERM,
-			    EBADFD };
+			    EBADFD, EACCES };
 static const char *const err_names[] = { "ok", "EINVAL", "EEXIST", "EFAULT", "E2BIG", "EBUSY",
-					 "EAGAIN", "ENOMEM", "EPERM", "EBADFD", "other" };
+					 "EAGAIN", "ENOMEM", "EPERM", "EBADFD", "EACCES",
+					 "other" };
 #define NERRS (sizeof(errs) / sizeof(errs[0]))
 
 struct lane {
@@ -82,12 +83,14 @@ static char *victim, *park;
 static int nodes;
 static pthread_mutex_t report = PTHREAD_MUTEX_INITIALIZER;
 
+/* A failure: the first ten are told. */
 #define fail(...)							\
 	do {								\
-		pthread_mutex_lock(&report);				\
-		diag(__VA_ARGS__);					\
-		pthread_mutex_unlock(&report);				\
-		atomic_fetch_add(&failures, 1);				\
+		if (atomic_fetch_add(&failures, 1) < 10) {		\
+			pthread_mutex_lock(&report);			\
+			diag(__VA_ARGS__);				\
+			pthread_mutex_unlock(&report);			\
+		}							\
 	} while (0)
 
 static size_t below(uint64_t *rng, size_t n)
@@ -369,7 +372,7 @@ static void *lane_chaos(void *arg)
 static void replace_victim(uint64_t *rng)
 {
 	size_t len = VICTIM_PAGES * page_size, off, n;
-	int kind = (int)below(rng, 9), fd, flags = MAP_FIXED | MAP_ANONYMOUS | MAP_PRIVATE;
+	int kind = (int)below(rng, 10), fd, pkey, flags = MAP_FIXED | MAP_ANONYMOUS | MAP_PRIVATE;
 	char *p = victim;
 
 	switch (kind) {
@@ -379,7 +382,8 @@ static void replace_victim(uint64_t *rng)
 		p = mmap(victim, len, PROT_READ | PROT_WRITE, flags, -1, 0);
 		madvise(p, len, kind == 1 ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);
 		syscall(SYS_mlock2, p, len, MLOCK_ONFAULT);
-		for (size_t i = 0; i < VICTIM_PAGES; i += 1 + below(rng, 4))
+		/* a quarter of them left untouched: no page table yet */
+		for (size_t i = 0; below(rng, 4) && i < VICTIM_PAGES; i += 1 + below(rng, 4))
 			tag_page(p + i * page_size, kind == 2 && i % 2 ? 7 : 5000 + i);
 		if (kind == 2)
 			madvise(p, len, MADV_MERGEABLE);
@@ -401,6 +405,18 @@ static void replace_victim(uint64_t *rng)
 		break;
 	case 6:	/* read-only */
 		p = mmap(victim, len, PROT_READ, flags | MAP_LOCKED | MAP_POPULATE, -1, 0);
+		break;
+	case 8:	/* what the module takes, but under a protection key that
+		 * forbids this thread to write (where the CPU has them) */
+		p = mmap(victim, len, PROT_READ | PROT_WRITE, flags | MAP_LOCKED, -1, 0);
+		pkey = (int)syscall(SYS_pkey_alloc, 0, 0);
+		if (pkey >= 0) {
+			syscall(SYS_pkey_mprotect, p, len, PROT_READ | PROT_WRITE, pkey);
+			/* the rights of the key are per thread: this one's and
+			 * (set at clone) no one's; deny them to the victim's
+			 * thread by freeing the key, which leaves it assigned */
+			syscall(SYS_pkey_free, pkey);
+		}
 		break;
 	case 7:	/* part discarded */
 		off = below(rng, VICTIM_PAGES);
@@ -426,14 +442,49 @@ static void replace_victim(uint64_t *rng)
 	atomic_fetch_add(&replaced, 1);
 }
 
+/* A malformed attach, or (attached) a second one: refused. */
+static void bad_attach(int fd, bool attached, uint64_t *rng)
+{
+	struct rewire_dev_attach at = { (uintptr_t)victim, VICTIM_PAGES * page_size };
+	int ret;
+
+	switch (below(rng, 5)) {
+	case 0:
+		at.len = 0;
+		break;
+	case 1:
+		at.start += below(rng, page_size - 1) + 1;
+		break;
+	case 2:
+		at.len = -page_size;	/* wraps */
+		break;
+	case 3:
+		at.start = 1ull << 47;	/* past the user's address space */
+		break;
+	default:
+		if (!attached)
+			return;
+		break;		/* the same again */
+	}
+	ret = ioctl(fd, REWIRE_IOC_ATTACH, &at) ? -errno : 0;
+	if (ret != -EINVAL && ret != -EBUSY)
+		fail("victim: a malformed attach returned %d", ret);
+}
+
 /* Batches on the victim's range, reattached now and then, whatever it is
- * mapped as; meanwhile another thread replaces it. */
+ * mapped as; meanwhile another thread replaces it. Now and then the batch's
+ * own struct is read-only, so that the module cannot write back done. */
 static void *victim_work(void *arg)
 {
 	uint64_t rng = (uint64_t)(uintptr_t)arg, perms[MAXOPS][N];
 	struct rewire_dev_op ops[MAXOPS];
+	struct rewire_dev_batch *ro = mmap(NULL, page_size, PROT_READ | PROT_WRITE,
+					   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	int fd = -1;
+	bool attached = false;
 
+	if (ro == MAP_FAILED)
+		bail("mmap: %s", strerror(errno));
 	while (!atomic_load(&stop)) {
 		uint32_t n, done;
 		int ret, k;
@@ -444,12 +495,31 @@ static void *victim_work(void *arg)
 			fd = open(DEV, O_RDWR | O_CLOEXEC);
 			if (fd < 0)
 				bail("open %s: %s", DEV, strerror(errno));
-			ret = attach(fd, victim, VICTIM_PAGES * page_size);
-			if (ret && ret != -EINVAL && ret != -EFAULT)
-				fail("victim: attach returned %s", strerror(-ret));
+			attached = false;
 		}
+		/* a file not attached refuses every batch (EBADFD): mostly
+		 * attach first, if the mapping is of the kind the module takes */
+		if (!attached && below(&rng, 16)) {
+			ret = attach(fd, victim, VICTIM_PAGES * page_size);
+			if (ret && ret != -EINVAL && ret != -EFAULT && ret != -EACCES)
+				fail("victim: attach returned %s", strerror(-ret));
+			attached = !ret;
+			if (ret)
+				continue;
+		}
+		if (!below(&rng, 32))
+			bad_attach(fd, attached, &rng);
 		n = random_ops(&rng, victim + below(&rng, VICTIM_PAGES - N) * page_size, N, NULL,
 			       ops, perms);
+		if (!below(&rng, 64)) {
+			mprotect(ro, page_size, PROT_READ | PROT_WRITE);
+			*ro = (struct rewire_dev_batch){ .ops = (uintptr_t)ops, .nops = n, .done = 99 };
+			mprotect(ro, page_size, PROT_READ);
+			ret = ioctl(fd, REWIRE_IOC_BATCH, ro) ? -errno : 0;
+			if (ret != -EFAULT)
+				fail("victim: a batch whose done cannot be written returned %d", ret);
+			continue;
+		}
 		ret = batch(fd, ops, n, &done);
 		k = err_index(ret);
 		atomic_fetch_add(&victim_by_err[k], 1);
@@ -459,6 +529,7 @@ static void *victim_work(void *arg)
 	}
 	if (fd >= 0)
 		close(fd);
+	munmap(ro, page_size);
 	return NULL;
 }
 
@@ -469,6 +540,9 @@ static void *victim_chaos(void *arg)
 	while (!atomic_load(&stop)) {
 		replace_victim(&rng);
 		usleep((useconds_t)below(&rng, 5000));
+		/* a huge page there, if any, migrates whole */
+		if (nodes > 1 && below(&rng, 2))
+			migrate(victim + below(&rng, VICTIM_PAGES / N) * N * page_size, N, &rng);
 	}
 	return NULL;
 }

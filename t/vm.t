@@ -21,6 +21,7 @@
 # of which lockdep, KASAN and the page-table check must report.
 #
 # Environment: VM_TESTS (programs, relative to the build directory),
+# REWIRE_FUZZ_SECONDS (t/fuzz.t's time in each VM; its default: 120),
 # VM_LINES (what to run instead, ';' between lines, VM_FULL= for nothing more),
 # VM_KERNELS (versions; default: every /boot/vmlinuz-* with headers, then
 # those listed in $REWIRE_KERNEL_CACHE/kernels and debug-kernels), REWIRE_KERNEL_CACHE
@@ -135,6 +136,7 @@ relay() {
 		printf "%s %d - [%s] %s\n", okay ? "ok" : "not ok", ++n, k, what
 	}
 	{ sub(/\r$/, "") }
+	# (t/vm/init relays boot-time lines matching the same)
 	BEGIN { bad = "BUG|WARNING|Oops|Bad page|general protection|RCU stall|rcu_sched self-detected stall|soft lockup|hard LOCKUP|Call Trace" }
 	/^@@ kernel / { print "# [" k "] " substr($0, 4); next }
 	/^@@ meminfo / {
@@ -405,6 +407,11 @@ for v in $kernels; do
 		echo "# [$v] the library's suites run on the release kernels; here only the module's own (VM_DEBUG_FULL=1: all)"
 	else
 		printf '%s\n' $VM_TESTS >>"$list"
+	fi
+	# the fuzzer's time, where the host's environment sets it
+	if [ -n "${REWIRE_FUZZ_SECONDS:-}" ]; then
+		sed "s|^t/fuzz.t\$|REWIRE_FUZZ_SECONDS=$REWIRE_FUZZ_SECONDS t/fuzz.t|" "$list" >"$list.new"
+		mv "$list.new" "$list"
 	fi
 	if [ -n "$full" ]; then
 		# auto picks the module when it is loaded, and does without it
