@@ -87,12 +87,30 @@ void record(const char *section, const char *what, const char *metric, double va
 		fprintf(csv_file, "\"%s\",\"%s\",\"%s\",%.6g\n", section, what, metric, value);
 }
 
+static int goals_met, goals_missed, goals_unmeasured;
+
 void goal(const char *what, double ratio, const char *target, bool met)
 {
-	if (ratio <= 0)
+	if (ratio <= 0) {
 		printf("  %-58s    n/a  goal %s: not measured here\n", what, target);
-	else
+		goals_unmeasured++;
+	} else {
 		printf("  %-58s %6.2f  goal %s: %s\n", what, ratio, target, met ? "met" : "MISSED");
+		goals_met += met;
+		goals_missed += !met;
+	}
+}
+
+void figure(const char *what, double ratio)
+{
+	if (ratio > 0)
+		printf("  %-58s %6.2f  (a figure, no goal)\n", what, ratio);
+}
+
+void goals_summary(void)
+{
+	printf("\ngoals: %d met, %d missed, %d not measured here\n", goals_met, goals_missed,
+	       goals_unmeasured);
 }
 
 double peak_rss(void)

@@ -27,8 +27,14 @@ void progress_done(void);
 /* One figure for --csv: section, case, metric, value. */
 void record(const char *section, const char *what, const char *metric, double value);
 
-/* A goal line: "name  ratio  goal: met/MISSED". */
+/* A goal line: "name  ratio  goal: met/MISSED", or "not measured here"
+ * when ratio is 0; counted for goals_summary(). */
 void goal(const char *what, double ratio, const char *target, bool met);
+/* A ratio worth printing that no code could be held to (rewire-bench(1)
+ * says why for each). */
+void figure(const char *what, double ratio);
+/* The last line of a run: goals met, missed, not measured. */
+void goals_summary(void);
 
 /* Peak resident memory of this process, in bytes, and its reset. */
 double peak_rss(void);

@@ -185,6 +185,7 @@ int main(int argc, char **argv)
 		if (plot(png, pages))
 			fprintf(stderr, "rewire-bench: gnuplot failed to draw %s\n", png);
 	}
+	goals_summary();
 	if (csv_file)
 		fclose(csv_file);
 	if (bench_failed)
