@@ -459,7 +459,9 @@ static void bad_attach(int fd, bool attached, uint64_t *rng)
 		at.len = -page_size;	/* wraps */
 		break;
 	case 3:
-		at.start = 1ull << 47;	/* past the user's address space */
+		/* the kernel's half: past the user's address space with 4 or
+		 * 5 levels of page tables alike */
+		at.start = 0xffff800000000000ull;
 		break;
 	default:
 		if (!attached)
