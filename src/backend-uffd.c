@@ -9,7 +9,6 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
-#include <stdio.h>
 #include <sys/syscall.h>
 #include <sys/utsname.h>
 #include <time.h>
@@ -52,10 +51,11 @@ struct uffd {
 static bool kernel_loses_moved_pages(void)
 {
 	struct utsname u;
-	int major, minor;
+	char *end;
 
-	return !uname(&u) && sscanf(u.release, "%d.%d", &major, &minor) == 2 &&
-	       major == 6 && minor == 18;
+	if (uname(&u) || strtol(u.release, &end, 10) != 6 || *end != '.')
+		return false;
+	return strtol(end + 1, &end, 10) == 18;
 }
 
 static int open_uffd(void)
