@@ -130,6 +130,10 @@ say_not_ok() {
 	echo "not ok $n - $*"
 }
 
+# What in the kernel's log fails a run (t/vm/init relays the boot log's
+# lines that match it).
+bad='BUG|WARNING|Oops|Bad page|general protection|RCU stall|self-detected stall|soft lockup|hard LOCKUP|Call Trace'
+
 # Relay the guest's output (t/vm/init) as TAP lines numbered from $n.
 relay() {
 	awk -v n="$n" -v k="$1" -v console="$3" '
@@ -138,7 +142,7 @@ relay() {
 	}
 	{ sub(/\r$/, "") }
 	# (t/vm/init relays boot-time lines matching the same)
-	BEGIN { bad = "BUG|WARNING|Oops|Bad page|general protection|RCU stall|rcu_sched self-detected stall|soft lockup|hard LOCKUP|Call Trace" }
+	BEGIN { bad = "'"$bad"'" }
 	/^@@ kernel / { print "# [" k "] " substr($0, 4); next }
 	/^@@ meminfo / {
 		when = $0
@@ -230,8 +234,8 @@ boot() {
 # before rewire.ko was loaded?
 booted_clean() {
 	awk '/^@@ kernel / { up = 1 } /^@@ insmod / { exit }
-		/^@@ dmesg / && /BUG|WARNING|Oops|Bad page|general protection|Call Trace/ { bad = 1 }
-		END { exit !(up && !bad) }' "$1" 2>/dev/null
+		/^@@ dmesg / && $0 ~ bad { found = 1 }
+		END { exit !(up && !found) }' bad="$bad" "$1" 2>/dev/null
 }
 
 # Boot as boot_once does; a kernel that dies or reports a bug while
@@ -250,6 +254,7 @@ boot_retried() {
 }
 
 boot_once() {
+	rm -f "$3/tap.log" "$3/console.log"
 	timeout "${VM_TIMEOUT:-$timeout}" "$qemu" -accel tcg -cpu max -m 1024 \
 		-smp "$2,sockets=2,cores=$half,threads=1" \
 		-object memory-backend-ram,id=m0,size=512M \
