@@ -2,8 +2,12 @@
 #include "config.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include "devlib.h"
 #include "testlib.h"
@@ -61,4 +65,30 @@ bool model_apply(uint64_t *m, size_t npages, const struct rewire_dev_op *op, con
 	if (op->type == REWIRE_DEV_PERMUTE)
 		memcpy(&m[d], tmp, op->npages * sizeof(*m));
 	return true;
+}
+
+bool write_file(const char *path, const char *s)
+{
+	int fd = open(path, O_WRONLY | O_CLOEXEC);
+	bool done = fd >= 0 && write(fd, s, strlen(s)) == (ssize_t)strlen(s);
+
+	if (fd >= 0)
+		close(fd);
+	return done;
+}
+
+int node_count(void)
+{
+	char path[64];
+
+	for (int n = 0;; n++) {
+		snprintf(path, sizeof(path), "/sys/devices/system/node/node%d", n);
+		if (access(path, F_OK))
+			return n;
+	}
+}
+
+int move_pages_to(size_t n, void **pages, const int *nodes, int *status)
+{
+	return (int)syscall(SYS_move_pages, 0, n, pages, nodes, status, 1 << 1 /* MPOL_MF_MOVE */);
 }

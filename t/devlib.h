@@ -19,4 +19,11 @@ int batch(int fd, const struct rewire_dev_op *ops, uint32_t n, uint32_t *done);
  * reaches outside them. */
 bool model_apply(uint64_t *m, size_t npages, const struct rewire_dev_op *op, const char *base);
 
+/* Write s to a file of /proc or /sys: whether it was all written. */
+bool write_file(const char *path, const char *s);
+/* The NUMA nodes the machine has. */
+int node_count(void);
+/* move_pages(2) of this process's n pages to nodes[]: its result. */
+int move_pages_to(size_t n, void **pages, const int *nodes, int *status);
+
 #endif

@@ -51,7 +51,6 @@
 #ifndef MAP_FIXED_NOREPLACE
 #define MAP_FIXED_NOREPLACE 0x100000
 #endif
-#define MPOL_MF_MOVE (1 << 1)
 
 enum { N = 64, LANES = 3, MAXOPS = 8, VICTIM_PAGES = 512 /* 2 MiB: room for a THP */ };
 
@@ -303,18 +302,7 @@ static void migrate(char *p, size_t n, uint64_t *rng)
 		pages[i] = p + i * page_size;
 		to[i] = (int)below(rng, (size_t)nodes);
 	}
-	syscall(SYS_move_pages, 0, n, pages, to, status, MPOL_MF_MOVE);
-}
-
-static void write_file(const char *path, const char *s)
-{
-	int fd = open(path, O_WRONLY | O_CLOEXEC);
-
-	if (fd >= 0) {
-		if (write(fd, s, strlen(s)) < 0)
-			diag("%s: %s", path, strerror(errno));
-		close(fd);
-	}
+	move_pages_to(n, pages, to, status);
 }
 
 /* Changes to the lanes' mappings that keep every page's data. */
@@ -602,17 +590,6 @@ static void print_errors(const char *who, long calls, double seconds, const long
 	diag("%s", line);
 }
 
-static void count_nodes(void)
-{
-	char path[64];
-
-	for (nodes = 0;; nodes++) {
-		snprintf(path, sizeof(path), "/sys/devices/system/node/node%d", nodes);
-		if (access(path, F_OK))
-			break;
-	}
-}
-
 int main(void)
 {
 	const char *secs = getenv("REWIRE_FUZZ_SECONDS");
@@ -633,7 +610,7 @@ int main(void)
 		skip_all("rewire.ko is fuzzed inside QEMU by t/vm.t (REWIRE_FUZZ_HERE=1: here)");
 	close(fd);
 	seed = test_seed();
-	count_nodes();
+	nodes = node_count();
 	no_swap = test_swap_on(&sw, 8192);
 	write_file("/sys/kernel/mm/ksm/run", "1");
 	diag("fuzz: %d lanes of %d pages, a victim of %d, %.0f s, %d node(s), swap: %s", LANES, N,

@@ -38,7 +38,6 @@
 #include "testlib.h"
 
 #define DEV "/dev/rewire"
-#define MPOL_MF_MOVE (1 << 1)
 
 static struct rewire_dev_info info;
 
@@ -302,10 +301,10 @@ static void progress(void)
 	ops[2] = op_of(REWIRE_DEV_MOVE, p + 7 * page_size, p + 2 * page_size, 1, NULL);
 	is_int(-EEXIST, batch(fd, ops, 3, &done), "a move onto data: EEXIST");
 	is_int(1, done, "after exactly one op");
-	model_apply(model, sizeof(model) / sizeof(model[0]), &ops[0], p);
+	model_apply(model, NELEMS(model), &ops[0], p);
 	ok(check_pages(p, model, N), "the first op moved, the rest did not");
 	is_int(0, batch(fd, &ops[2], 1, &done), "the last op alone");
-	model_apply(model, sizeof(model) / sizeof(model[0]), &ops[2], p);
+	model_apply(model, NELEMS(model), &ops[2], p);
 	ok(done == 1 && check_pages(p, model, N), "moved");
 
 	/* A read of a hole maps the shared zero page: not a hole any more. */
@@ -387,7 +386,7 @@ static void kill_test(void)
 			bad++;
 		}
 		for (uint32_t k = 0; k < done; k++)
-			model_apply(model, sizeof(model) / sizeof(model[0]), &ops[k], p);
+			model_apply(model, NELEMS(model), &ops[k], p);
 		if (!check_pages(p, model, 2 * KILL_PAIRS)) {
 			diag("try %d: the pages are not where %u ops put them", tries, done);
 			bad++;
@@ -493,7 +492,7 @@ static void yield_test(void)
 		took = now_us() - t0;
 		atomic_store(&yield_state.calling, 0);
 		for (uint32_t k = 0; k < b.done; k++)
-			model_apply(model, sizeof(model) / sizeof(model[0]), &ops[k], p);
+			model_apply(model, NELEMS(model), &ops[k], p);
 		if (ret != -EAGAIN)
 			break;
 	}
@@ -521,7 +520,7 @@ static void yield_test(void)
 		bail("a batch alone: %s", strerror(errno));
 	took = now_us() - t0;
 	for (uint32_t k = 0; k < b.done; k++)
-		model_apply(model, sizeof(model) / sizeof(model[0]), &ops[k], p);
+		model_apply(model, NELEMS(model), &ops[k], p);
 	lo = 0;
 	hi = took;
 	for (tries = 0; tries < 100 && !midway && !bad; tries++) {
@@ -547,7 +546,7 @@ static void yield_test(void)
 			break;
 		}
 		for (uint32_t k = 0; k < done; k++)
-			model_apply(model, sizeof(model) / sizeof(model[0]), &ops[k], p);
+			model_apply(model, NELEMS(model), &ops[k], p);
 		if (!check_pages(p, model, 2 * YIELD_RUN)) {
 			diag("try %d: the pages are not where %u ops put them", tries, done);
 			bad++;
@@ -586,16 +585,6 @@ static long smaps_kb(const void *p, const char *field)
 	if (f)
 		fclose(f);
 	return kb;
-}
-
-static bool write_file(const char *path, const char *s)
-{
-	int fd = open(path, O_WRONLY);
-	bool ok_ = fd >= 0 && write(fd, s, strlen(s)) == (ssize_t)strlen(s);
-
-	if (fd >= 0)
-		close(fd);
-	return ok_;
 }
 
 /* Two identical locked pages merged by ksmd into one KSM page. */
@@ -1190,7 +1179,7 @@ static int tlb_local_test(int rounds)
 			if (batch_retry(fd, ops, SWAPS))
 				_exit(255);
 			for (int k = 0; k < SWAPS; k++)
-				model_apply(model, sizeof(model) / sizeof(model[0]), &ops[k], p);
+				model_apply(model, NELEMS(model), &ops[k], p);
 		}
 		for (size_t i = 0; i < N; i++)
 			wrong += !page_has_tag(p + i * page_size, model[i]);
@@ -1246,11 +1235,6 @@ static int tlb_switch_test(int rounds)
 }
 
 /* move_pages(2) of this process: with nodes NULL, where each page is. */
-static int move_pages_(size_t n, void **pages, const int *nodes, int *status)
-{
-	return (int)syscall(SYS_move_pages, 0, n, pages, nodes, status, MPOL_MF_MOVE);
-}
-
 /* After the module moved pages, migrate every one to the other node:
  * rmap must find each at its new address. Returns pages not migrated. */
 static size_t migrate_test(void)
@@ -1275,15 +1259,15 @@ static size_t migrate_test(void)
 		ret = batch(fd, &half, 1, NULL);
 		if (ret)
 			bail("swap: %s", strerror(-ret));
-		model_apply(model, sizeof(model) / sizeof(model[0]), &half, p);
+		model_apply(model, NELEMS(model), &half, p);
 	}
 	for (size_t i = 0; i < N; i++)
 		pages[i] = p + i * page_size;
-	if (move_pages_(N, pages, NULL, status))
+	if (move_pages_to(N, pages, NULL, status))
 		bail("move_pages query: %s", strerror(errno));
 	for (size_t i = 0; i < N; i++)
 		nodes[i] = status[i] == 0 ? 1 : 0;
-	if (move_pages_(N, pages, nodes, status) < 0)
+	if (move_pages_to(N, pages, nodes, status) < 0)
 		bail("move_pages: %s", strerror(errno));
 	for (size_t i = 0; i < N; i++)
 		failed += status[i] != nodes[i];
@@ -1311,7 +1295,7 @@ static void *migrator(void *arg __attribute__((unused)))
 	while (!atomic_load(&mig_stop)) {
 		for (size_t i = 0; i < N; i++)
 			nodes[i] = (int)((rounds + (long)i) & 1);
-		move_pages_(N, pages, nodes, status);
+		move_pages_to(N, pages, nodes, status);
 		rounds++;
 	}
 	return (void *)rounds;
@@ -1445,18 +1429,6 @@ static long fuzz(long calls)
 	close(fd);
 	munmap(p - page_size, (N + 2) * page_size);
 	return bad;
-}
-
-static int node_count(void)
-{
-	int n = 0;
-	char path[64];
-
-	for (;; n++) {
-		snprintf(path, sizeof(path), "/sys/devices/system/node/node%d", n);
-		if (access(path, F_OK))
-			return n;
-	}
 }
 
 /*

@@ -11,6 +11,7 @@
 #include "tap.h"
 
 #define HOLE 0	/* model value of a page that must hold no data */
+#define NELEMS(a) (sizeof(a) / sizeof((a)[0]))	/* of an array, not a pointer */
 
 extern size_t page_size;
 

@@ -131,7 +131,7 @@ say_not_ok() {
 }
 
 # What in the kernel's log fails a run (t/vm/init relays the boot log's
-# lines that match it).
+# lines that match it: /log-bad in the initramfs).
 bad='BUG|WARNING|Oops|Bad page|general protection|RCU stall|self-detected stall|soft lockup|hard LOCKUP|Call Trace'
 
 # Relay the guest's output (t/vm/init) as TAP lines numbered from $n.
@@ -141,7 +141,6 @@ relay() {
 		printf "%s %d - [%s] %s\n", okay ? "ok" : "not ok", ++n, k, what
 	}
 	{ sub(/\r$/, "") }
-	# (t/vm/init relays boot-time lines matching the same)
 	BEGIN { bad = "'"$bad"'" }
 	/^@@ kernel / { print "# [" k "] " substr($0, 4); next }
 	/^@@ meminfo / {
@@ -221,10 +220,14 @@ relay() {
 
 # Boot kernel $1 with $2 vCPUs on the initramfs of directory $3, whose
 # tests file is $4; relay what it printed.
+# The initramfs of directory $1, its tests file $2.
+pack_initrd() {
+	cp "$2" "$1/root/tests"
+	(cd "$1/root" && find . | cpio -o -H newc --quiet | gzip -1) >"$1/initrd.gz"
+}
+
 boot() {
-	root="$3/root"
-	cp "$4" "$root/tests"
-	(cd "$root" && find . | cpio -o -H newc --quiet | gzip -1) >"$3/initrd.gz"
+	pack_initrd "$3" "$4"
 	half=$(($2 / 2))
 	boot_retried "$1" "$2" "$3" "$4"
 	relay "$1 -smp $2" "$3/tap.log" "$3/console.log"
@@ -322,9 +325,7 @@ save_coverage() {
 control() {
 	printf '%s\n' "rmmod rewire" "insmod /rewire-test.ko break_for_test=$3" \
 		"REWIRE_KMOD_BROKEN=$3 t/kmod.t" >"$2/tests-control"
-	root="$2/root"
-	cp "$2/tests-control" "$root/tests"
-	(cd "$root" && find . | cpio -o -H newc --quiet | gzip -1) >"$2/initrd.gz"
+	pack_initrd "$2" "$2/tests-control"
 	half=1
 	keep=$cmdline
 	cmdline="page_table_check=on ${6:-}"
@@ -382,6 +383,7 @@ for v in $kernels; do
 	cp "$busybox" "$root/bin/busybox"
 	cp "$top_srcdir/t/vm/init" "$root/init"
 	chmod 755 "$root/init"
+	echo "$bad" >"$root/log-bad"
 	cp "$dir/kmod/rewire.ko" "$root/rewire.ko"
 	cp "$dir/kmod-test/rewire.ko" "$root/rewire-test.ko"
 	# The loop driver, for t/kmod.t's swap test (swap on a loop device).
