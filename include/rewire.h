@@ -31,7 +31,12 @@ struct rewire_options {
 	int numa_node;		/* node to bind to, or -1 for none */
 	unsigned int flags;	/* REWIRE_ONFAULT, REWIRE_UNLOCKED */
 	const char *backend;	/* NULL: $REWIRE_BACKEND or "auto" */
+	size_t page_size;	/* 0 or the base page size; or REWIRE_HUGE_PAGE_SIZE */
 };
+
+/* The page size of a huge arena (rewire_options.page_size): one page-middle-
+ * directory entry on x86-64 and on arm64 with 4 KiB pages. */
+#define REWIRE_HUGE_PAGE_SIZE ((size_t)2 << 20)
 
 /* Allocation flags for rewire_alloc(). */
 #define REWIRE_ALLOC_ZERO	(1u << 0)	/* contents read as zero */
@@ -80,6 +85,8 @@ struct rewire_stats {
 	uint64_t ops;		/* page operations applied */
 	uint64_t pages_remapped; /* pages moved by changing page tables */
 	uint64_t pages_copied;	/* pages moved by copying their data */
+	size_t page_size;	/* the arena's page size */
+	size_t huge_backed;	/* of backed, bytes mapped as huge pages, measured */
 };
 
 const char *rewire_version(void);

@@ -11,8 +11,10 @@
 #include "bitmap.h"
 #include "internal.h"
 
-/* The first version of struct rewire_options ends after backend. */
+/* The first version of struct rewire_options ends after backend; the
+ * second after page_size. */
 #define OPTIONS_V1_SIZE (offsetof(struct rewire_options, backend) + sizeof(const char *))
+#define OPTIONS_V2_SIZE (offsetof(struct rewire_options, page_size) + sizeof(size_t))
 
 unsigned long rw_fork_generation;
 static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
@@ -95,18 +97,33 @@ static void free_arena(struct rewire_arena *a, bool unmap)
 	free(a);
 }
 
+/* The page size asked for: the base page size, or the huge one; 0 if
+ * neither. */
+static size_t arena_page_size(const struct rewire_options *opts)
+{
+	size_t base = rw_base_page_size();
+	size_t want = opts->struct_size >= OPTIONS_V2_SIZE ? opts->page_size : 0;
+
+	if (!want || want == base)
+		return base;
+	return want == rw_huge_page_size() ? want : 0;
+}
+
 int rewire_arena_create(const struct rewire_options *opts,
 			struct rewire_arena **arenap)
 {
 	struct rewire_arena *a;
-	size_t page_size = (size_t)sysconf(_SC_PAGESIZE), words, len;
+	size_t page_size, words, len;
 	int ret;
 
 	if (!opts || !arenap || opts->struct_size < OPTIONS_V1_SIZE)
 		return -EINVAL;
 	if (!opts->reserve || opts->flags & ~(REWIRE_ONFAULT | REWIRE_UNLOCKED) || opts->numa_node < -1)
 		return -EINVAL;
-	if (opts->reserve > SIZE_MAX - page_size)
+	page_size = arena_page_size(opts);
+	if (!page_size)
+		return -EINVAL;
+	if (opts->reserve > SIZE_MAX - 2 * page_size)
 		return -ENOMEM;
 	pthread_once(&atfork_once, register_atfork);
 
@@ -129,6 +146,7 @@ int rewire_arena_create(const struct rewire_options *opts,
 		pthread_mutexattr_destroy(&attr);
 	}
 	a->page_size = page_size;
+	a->huge = page_size != rw_base_page_size();
 	a->page_shift = (unsigned int)__builtin_ctzl(page_size);
 	a->npages = (opts->reserve + page_size - 1) >> a->page_shift;
 	a->budget_pages = opts->lock_budget ? opts->lock_budget >> a->page_shift : a->npages;
@@ -143,7 +161,8 @@ int rewire_arena_create(const struct rewire_options *opts,
 
 	/* The address space first: a reserve too large fails there, before
 	 * any bookkeeping is sized by it. */
-	ret = rw_map_arena(len, opts->numa_node, opts->flags & REWIRE_UNLOCKED, &a->base);
+	ret = rw_map_arena(len, page_size, opts->numa_node, opts->flags & REWIRE_UNLOCKED,
+			   &a->base);
 	if (ret)
 		goto fail;
 	words = bitmap_words(a->npages);
@@ -191,6 +210,9 @@ int rewire_arena_create(const struct rewire_options *opts,
 		goto fail;
 	}
 	a->lower = a->backend->flush_per_call;
+	/* The copy costs were measured per base page. */
+	a->costs.copy_page *= (double)(page_size / rw_base_page_size());
+	a->costs.copy_per_page *= (double)(page_size / rw_base_page_size());
 	*arenap = a;
 	return 0;
 fail:
@@ -215,6 +237,27 @@ const char *rewire_backend_name(const struct rewire_arena *a)
 	return a->backend->name;
 }
 
+/*
+ * Remake huge pages of the backed pages of a huge arena that the kernel
+ * made of base pages (no huge page was free, or a move split one), each
+ * under a claim so that nothing moves or discards it meanwhile. Stops at
+ * the first refusal: with no huge page free, the rest fail alike.
+ */
+static void repair_huge_pages(struct rewire_arena *a)
+{
+	for (size_t i = 0; i < a->npages; i++) {
+		int ret = 0;
+
+		if (!bit_test(a->backed, i) || !rw_claim(a, i, 1))
+			continue;
+		if (bit_test(a->backed, i))
+			ret = rw_pages_collapse(a, i, 1);
+		rw_release(a, page_addr(a, i), 1);
+		if (ret)
+			break;
+	}
+}
+
 int rewire_purge(struct rewire_arena *a)
 {
 	int ret;
@@ -228,40 +271,45 @@ int rewire_purge(struct rewire_arena *a)
 	ret = rw_drop_cache(a);
 	pthread_mutex_unlock(&a->lock);
 	rw_drop_all_spares(a);
+	if (a->huge)
+		repair_huge_pages(a);
 	return ret;
 }
 
-/* Resident pages of a locked range are locked pages. */
-static size_t resident_pages(const struct rewire_arena *a)
+/* Resident bytes of a locked range are locked bytes: counted in base
+ * pages, which is what mincore(2) reports on. */
+static size_t resident_bytes(const struct rewire_arena *a)
 {
 	unsigned char vec[4096];
-	size_t done = 0, count = 0;
+	size_t base_page = rw_base_page_size();
+	size_t total = (a->npages << a->page_shift) / base_page, done = 0, count = 0;
 
-	while (done < a->npages) {
+	while (done < total) {
 		size_t n = sizeof(vec);
 
-		if (n > a->npages - done)
-			n = a->npages - done;
-		if (mincore(page_addr(a, done), n << a->page_shift, vec))
+		if (n > total - done)
+			n = total - done;
+		if (mincore(a->base + done * base_page, n * base_page, vec))
 			return 0;
 		for (size_t i = 0; i < n; i++)
 			count += vec[i] & 1;
 		done += n;
 	}
-	return count;
+	return count * base_page;
 }
 
 int rewire_arena_stats(struct rewire_arena *a, struct rewire_stats *st)
 {
-	size_t locked, tc, live;
+	size_t locked, huge, tc, live;
 
 	if (!a || !st)
 		return -EINVAL;
 	if (arena_forked(a))
 		return -EFAULT;
-	/* Measured first, without the lock: it reads the whole arena. An
+	/* Measured first, without the lock: they read the whole arena. An
 	 * unlocked arena locks nothing. */
-	locked = (a->flags & REWIRE_UNLOCKED) ? 0 : resident_pages(a) << a->page_shift;
+	locked = (a->flags & REWIRE_UNLOCKED) ? 0 : resident_bytes(a);
+	huge = a->huge ? rw_huge_mapped(a) : 0;
 	pthread_mutex_lock(&a->lock);
 	memset(st, 0, sizeof(*st));
 	st->reserved = a->npages << a->page_shift;
@@ -274,6 +322,8 @@ int rewire_arena_stats(struct rewire_arena *a, struct rewire_stats *st)
 	st->free = a->npages * a->page_size - st->allocated;
 	st->backed = __atomic_load_n(&a->nbacked, __ATOMIC_RELAXED) << a->page_shift;
 	st->locked = locked;
+	st->page_size = a->page_size;
+	st->huge_backed = huge;
 	for (int k = 0; k < SLOTS; k++) {
 		const struct slot *s = &a->slot[k];
 

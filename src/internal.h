@@ -139,6 +139,7 @@ struct rewire_arena {
 	size_t npages;
 	size_t page_size;
 	unsigned int page_shift;
+	bool huge;		/* pages of rw_huge_page_size(), as THPs */
 	size_t budget_pages;
 	unsigned int flags;
 	int numa_node;
@@ -269,7 +270,11 @@ static inline int rw_page_range(const struct rewire_arena *a, const void *p, siz
  */
 
 /* Layer 0, sys.c: system calls on the arena's memory, and the clock. */
-int rw_map_arena(size_t len, int node, bool unlocked, char **out);
+size_t rw_base_page_size(void);
+size_t rw_huge_page_size(void);
+int rw_map_arena(size_t len, size_t align, int node, bool unlocked, char **out);
+size_t rw_huge_mapped(const struct rewire_arena *a);
+int rw_pages_collapse(struct rewire_arena *a, size_t start, size_t n);
 int rw_map_holes(struct rewire_arena *a, size_t start, size_t n);
 int rw_pages_populate(struct rewire_arena *a, size_t start, size_t n);
 int rw_pages_discard(struct rewire_arena *a, size_t start, size_t n);

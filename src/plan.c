@@ -66,14 +66,23 @@ static size_t fault_check(size_t n)
  * Copying swaps and permutations goes through one page of scratch, each
  * call its own so that threads copy in parallel. It is not locked memory,
  * so it is cleared before it is freed: no copy of the arena's data is left
- * where it may be swapped out.
+ * where it may be swapped out. A thread working on arenas of both page
+ * sizes keeps one of the larger: its first word holds its size.
  */
+#define SCRATCH_HEADER 64
+
 static pthread_key_t scratch_key;
 static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
 
+static void drop_scratch(void *p)
+{
+	explicit_bzero(p, *(size_t *)p + SCRATCH_HEADER);
+	free(p);
+}
+
 static void make_scratch_key(void)
 {
-	pthread_key_create(&scratch_key, free);
+	pthread_key_create(&scratch_key, drop_scratch);
 	/* helgrind does not see pthread_once order the key's readers. */
 	ANNOTATE_BENIGN_RACE_SIZED(&scratch_key, sizeof(scratch_key), "set once");
 }
@@ -85,14 +94,19 @@ static char *scratch_page(const struct rewire_arena *a)
 
 	pthread_once(&scratch_once, make_scratch_key);
 	p = pthread_getspecific(scratch_key);
-	if (!p) {
-		p = aligned_alloc(a->page_size, a->page_size);
-		if (p && pthread_setspecific(scratch_key, p)) {
-			free(p);
-			p = NULL;
+	if (!p || *(size_t *)p < a->page_size) {
+		char *q = aligned_alloc(SCRATCH_HEADER, SCRATCH_HEADER + a->page_size);
+
+		if (!q || pthread_setspecific(scratch_key, q)) {
+			free(q);
+			return NULL;
 		}
+		*(size_t *)q = a->page_size;
+		if (p)
+			drop_scratch(p);
+		p = q;
 	}
-	return p;
+	return p + SCRATCH_HEADER;
 }
 
 static void free_scratch(const struct rewire_arena *a, char *scratch)

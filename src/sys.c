@@ -5,6 +5,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -28,6 +29,40 @@
 #ifndef MADV_DONTNEED_LOCKED
 #define MADV_DONTNEED_LOCKED 24
 #endif
+#ifndef MADV_COLLAPSE
+#define MADV_COLLAPSE 25
+#endif
+
+size_t rw_base_page_size(void)
+{
+	return (size_t)sysconf(_SC_PAGESIZE);
+}
+
+/* What one page-middle-directory entry maps: the kernel says, where it has
+ * transparent huge pages; else a page of base pages' entries. */
+size_t rw_huge_page_size(void)
+{
+	static size_t size;
+	size_t s = __atomic_load_n(&size, __ATOMIC_RELAXED);
+
+	if (!s) {
+		FILE *f = fopen("/sys/kernel/mm/transparent_hugepage/hpage_pmd_size", "r");
+		char line[32], *end;
+
+		s = rw_base_page_size() / sizeof(void *) * rw_base_page_size();
+		if (f) {
+			if (fgets(line, sizeof(line), f)) {
+				unsigned long long v = strtoull(line, &end, 10);
+
+				if (end != line && v && !(v & (v - 1)))
+					s = (size_t)v;
+			}
+			fclose(f);
+		}
+		__atomic_store_n(&size, s, __ATOMIC_RELAXED);
+	}
+	return s;
+}
 
 static int bind_node(char *base, size_t len, int node)
 {
@@ -58,16 +93,18 @@ static int bind_node(char *base, size_t len, int node)
 
 /*
  * Give [p, p + len) the arena's attributes: private to this process, PTE
- * mappings only, bound to node, locked as pages fault in unless unlocked.
+ * mappings only (huge: huge pages wherever the kernel can), bound to node,
+ * locked as pages fault in unless unlocked.
  */
-static int set_attributes(char *p, size_t len, int node, bool unlocked)
+static int set_attributes(char *p, size_t len, int node, bool unlocked, bool huge)
 {
 	int ret;
 
 	if (madvise(p, len, MADV_DONTFORK))
 		return -errno;
-	/* Page-table moves need PTE mappings; a kernel without THP says EINVAL. */
-	if (madvise(p, len, MADV_NOHUGEPAGE) && errno != EINVAL)
+	/* A kernel without transparent huge pages says EINVAL: a huge arena
+	 * is then made of base pages, 512 to a page, and works as well. */
+	if (madvise(p, len, huge ? MADV_HUGEPAGE : MADV_NOHUGEPAGE) && errno != EINVAL)
 		return -errno;
 	ret = bind_node(p, len, node);
 	if (ret || unlocked)
@@ -85,11 +122,12 @@ static int set_attributes(char *p, size_t len, int node, bool unlocked)
 	return 0;
 }
 
-/* Map len bytes that are private to this process and locked as they fault
- * (unless unlocked). */
-int rw_map_arena(size_t len, int node, bool unlocked, char **out)
+/* Map len bytes aligned to the arena's page size align, private to this
+ * process and locked as they fault (unless unlocked). */
+int rw_map_arena(size_t len, size_t align, int node, bool unlocked, char **out)
 {
-	char *p = mmap(NULL, len, PROT_READ | PROT_WRITE,
+	size_t extra = align > rw_base_page_size() ? align : 0;
+	char *p = mmap(NULL, len + extra, PROT_READ | PROT_WRITE,
 		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	int ret;
 
@@ -97,7 +135,15 @@ int rw_map_arena(size_t len, int node, bool unlocked, char **out)
 	 * beyond the address space) means what the kernel's ENOMEM does. */
 	if (p == MAP_FAILED)
 		return errno == EINVAL ? -ENOMEM : -errno;
-	ret = set_attributes(p, len, node, unlocked);
+	if (extra) {
+		char *aligned = (char *)(((uintptr_t)p + align - 1) & ~(uintptr_t)(align - 1));
+
+		if (aligned > p)
+			munmap(p, (size_t)(aligned - p));
+		munmap(aligned + len, (size_t)(p + extra - aligned));
+		p = aligned;
+	}
+	ret = set_attributes(p, len, node, unlocked, extra != 0);
 	if (ret) {
 		munmap(p, len);
 		return ret;
@@ -119,7 +165,7 @@ int rw_map_holes(struct rewire_arena *a, size_t start, size_t n)
 
 	if (p == MAP_FAILED)
 		return -errno;
-	return set_attributes(p, len, a->numa_node, a->flags & REWIRE_UNLOCKED);
+	return set_attributes(p, len, a->numa_node, a->flags & REWIRE_UNLOCKED, a->huge);
 }
 
 int rw_pages_populate(struct rewire_arena *a, size_t start, size_t n)
@@ -136,6 +182,59 @@ int rw_pages_discard(struct rewire_arena *a, size_t start, size_t n)
 	if (madvise(page_addr(a, start), n << a->page_shift, MADV_DONTNEED_LOCKED))
 		return -errno;
 	return 0;
+}
+
+/*
+ * Make [start, start + n), wholly backed and claimed, huge pages where it
+ * is made of base pages: the kernel copies each into a new huge page
+ * (MADV_COLLAPSE, Linux 6.1). It fills empty entries too, so never on a
+ * range with holes. -EAGAIN or -ENOMEM: no huge page now.
+ */
+int rw_pages_collapse(struct rewire_arena *a, size_t start, size_t n)
+{
+	if (madvise(page_addr(a, start), n << a->page_shift, MADV_COLLAPSE))
+		return -errno;
+	return 0;
+}
+
+/* Whether a line of /proc/self/smaps begins a mapping ("start-end ..."),
+ * and if so, where it lies. */
+static bool smaps_mapping(const char *line, uintptr_t *start, uintptr_t *end)
+{
+	char *p;
+
+	*start = (uintptr_t)strtoull(line, &p, 16);
+	if (p == line || *p != '-')
+		return false;
+	*end = (uintptr_t)strtoull(p + 1, NULL, 16);
+	return true;
+}
+
+/* Bytes of the arena mapped by page-middle-directory entries now, as the
+ * kernel counts them in /proc/self/smaps (AnonHugePages); 0 if unreadable. */
+size_t rw_huge_mapped(const struct rewire_arena *a)
+{
+	uintptr_t lo = (uintptr_t)a->base, hi = lo + (a->npages << a->page_shift), s, e;
+	static const char key[] = "AnonHugePages:";
+	FILE *f = fopen("/proc/self/smaps", "r");
+	char line[512];
+	bool inside = false, whole = true;
+	size_t kb = 0;
+
+	if (!f)
+		return 0;
+	while (fgets(line, sizeof(line), f)) {
+		/* Lines longer than the buffer continue on the next read. */
+		if (whole) {
+			if (smaps_mapping(line, &s, &e))
+				inside = s >= lo && e <= hi;
+			else if (inside && !strncmp(line, key, sizeof(key) - 1))
+				kb += (size_t)strtoull(line + sizeof(key) - 1, NULL, 10);
+		}
+		whole = line[0] && line[strlen(line) - 1] == '\n';
+	}
+	fclose(f);
+	return kb << 10;
 }
 
 /* For the cost measurements and the mremap backend's recounts. */

@@ -1,5 +1,6 @@
 /* Helpers the tests share. */
 #define _GNU_SOURCE
+#include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,13 +13,24 @@
 
 #include "testlib.h"
 
-size_t page_size;
+size_t page_size, base_page_size;
+bool huge_pages;
 static uint64_t rnd_state;
 
 bool test_init(void)
 {
-	page_size = (size_t)sysconf(_SC_PAGESIZE);
+	const char *size = getenv("REWIRE_TEST_PAGE_SIZE");
+
+	base_page_size = (size_t)sysconf(_SC_PAGESIZE);
+	huge_pages = size && !strcmp(size, "huge");
+	page_size = huge_pages ? REWIRE_HUGE_PAGE_SIZE : base_page_size;
 	return getenv("REWIRE_UNDER_VALGRIND") != NULL;
+}
+
+void test_options_init(struct rewire_options *o)
+{
+	rewire_options_init(o);
+	o->page_size = page_size;
 }
 
 bool maps_are_ours(void)
@@ -30,6 +42,13 @@ bool maps_are_ours(void)
 #endif
 }
 
+static bool backend_named(const char *name, const char *backend)
+{
+	if (!backend)
+		backend = getenv("REWIRE_BACKEND");
+	return backend && !strcmp(backend, name);
+}
+
 struct rewire_arena *test_arena_on(const char *backend, size_t reserve_pages,
 				   size_t budget_pages, unsigned int flags)
 {
@@ -37,13 +56,15 @@ struct rewire_arena *test_arena_on(const char *backend, size_t reserve_pages,
 	struct rewire_arena *a;
 	int ret;
 
-	page_size = (size_t)sysconf(_SC_PAGESIZE);
-	rewire_options_init(&o);
+	test_init();
+	test_options_init(&o);
 	o.reserve = reserve_pages * page_size;
 	o.lock_budget = budget_pages * page_size;
 	o.flags = flags;
 	o.backend = backend;
 	ret = rewire_arena_create(&o, &a);
+	if (ret == -EOPNOTSUPP && huge_pages && backend_named("kmod", backend))
+		skip_all("rewire.ko moves base pages only: a huge arena refuses it");
 	if (ret)
 		bail("cannot create an arena on backend %s: %s", backend ? backend :
 		     getenv("REWIRE_BACKEND") ? getenv("REWIRE_BACKEND") : "auto",
@@ -70,23 +91,60 @@ void tag_page(void *page, uint64_t tag)
 		w[i] = word_of(tag, i);
 }
 
+/* Every word of a base page; of a huge page, the first and last 64 bytes of
+ * each base page in it, which is where a misplaced base page shows. */
 bool page_has_tag(const void *page, uint64_t tag)
 {
 	const uint64_t *w = page;
+	size_t words = page_size / sizeof(*w), per_base = base_page_size / sizeof(*w);
 
-	for (size_t i = 0; i < page_size / sizeof(*w); i++)
+	for (size_t i = 0; i < words; i++) {
 		if (w[i] != word_of(tag, i))
 			return false;
+		if (huge_pages && i % per_base == 7)
+			i += per_base - 16;
+	}
 	return true;
 }
 
+int page_residency(const void *page)
+{
+	unsigned char v[512];
+	size_t n = page_size / base_page_size, count = 0;
+
+	if (n > sizeof(v) || mincore((void *)page, page_size, v))
+		return -1;
+	for (size_t i = 0; i < n; i++)
+		count += v[i] & 1;
+	return count == n ? 1 : count ? -1 : 0;
+}
+
+/* Any of its base pages resident: a hole holds none. */
 bool page_resident(const void *page)
 {
-	unsigned char v = 0;
+	return page_residency(page) != 0;
+}
 
-	if (mincore((void *)page, page_size, &v))
-		return false;
-	return v & 1;
+size_t huge_mapped(const void *p, size_t len)
+{
+	uintptr_t lo = (uintptr_t)p, hi = lo + len;
+	FILE *f = fopen("/proc/self/smaps", "r");
+	char line[512];
+	bool inside = false;
+	size_t kb = 0;
+
+	if (!f)
+		return 0;
+	while (fgets(line, sizeof(line), f)) {
+		unsigned long long s, e, v;
+
+		if (sscanf(line, "%llx-%llx ", &s, &e) == 2)
+			inside = s >= lo && e <= hi;
+		else if (inside && sscanf(line, "AnonHugePages: %llu kB", &v) == 1)
+			kb += v;
+	}
+	fclose(f);
+	return kb << 10;
 }
 
 bool check_pages(const char *base, const uint64_t *model, size_t npages)

@@ -13,10 +13,16 @@
 #define HOLE 0	/* model value of a page that must hold no data */
 #define NELEMS(a) (sizeof(a) / sizeof((a)[0]))	/* of an array, not a pointer */
 
-extern size_t page_size;
+/* The arenas' page size: the base page size, or with
+ * REWIRE_TEST_PAGE_SIZE=huge the huge one (the t/...-huge.t scripts); and the base one. */
+extern size_t page_size, base_page_size;
+extern bool huge_pages;
 
 /* Sets page_size; true when the test runs under valgrind (t/valgrind.sh). */
 bool test_init(void);
+
+/* rewire_options_init() with page_size set as the test runs. */
+void test_options_init(struct rewire_options *o);
 
 /* Whether the process's mappings and locked memory are the program's own
  * to count: valgrind and AddressSanitizer map memory as it runs. */
@@ -32,6 +38,11 @@ struct rewire_arena *test_arena_on(const char *backend, size_t reserve_pages,
 void tag_page(void *page, uint64_t tag);
 bool page_has_tag(const void *page, uint64_t tag);
 bool page_resident(const void *page);
+/* 1 if all of the page is resident, 0 if none of it, -1 if part. */
+int page_residency(const void *page);
+/* Whether the kernel maps [p, p + len) of this process with huge pages, in
+ * bytes (AnonHugePages of /proc/self/smaps). */
+size_t huge_mapped(const void *p, size_t len);
 
 /* Check npages pages at base against model[]: a tag's data, or HOLE (not
  * resident). Prints the first mismatch. */

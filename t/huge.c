@@ -1,0 +1,248 @@
+/* Arenas of huge pages: the page size and its errors, backing by transparent
+ * huge pages and the statistics that count them, moves that keep them whole,
+ * and the fallback to base pages where the kernel gives none. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+
+#include "testlib.h"
+
+#define NP 16
+
+static char *base;
+
+static char *at(size_t i)
+{
+	return base + i * page_size;
+}
+
+/* A line of /proc/vmstat, or -1. */
+static long vmstat(const char *name)
+{
+	FILE *f = fopen("/proc/vmstat", "r");
+	char key[64];
+	long v, found = -1;
+
+	if (!f)
+		return -1;
+	while (fscanf(f, "%63s %ld", key, &v) == 2)
+		if (!strcmp(key, name))
+			found = v;
+	fclose(f);
+	return found;
+}
+
+/* Whether huge arenas get transparent huge pages here: enabled is not
+ * "never" (rewire-info(1) reports it). */
+static bool thp_enabled(void)
+{
+	FILE *f = fopen("/sys/kernel/mm/transparent_hugepage/enabled", "r");
+	char line[128] = "";
+	bool on;
+
+	if (!f)
+		return false;
+	on = fgets(line, sizeof(line), f) && !strstr(line, "[never]");
+	fclose(f);
+	return on;
+}
+
+static size_t huge_backed(struct rewire_arena *a, size_t *backed)
+{
+	struct rewire_stats st;
+
+	if (rewire_arena_stats(a, &st))
+		return 0;
+	if (backed)
+		*backed = st.backed;
+	return st.huge_backed;
+}
+
+/* How often the kernel had no huge page to give: a fault that fell back
+ * to base pages, or a collapse that failed. */
+static long thp_failures(void)
+{
+	return vmstat("thp_fault_fallback") + vmstat("thp_collapse_alloc_failed");
+}
+
+/* Every backed page huge, as stats say and as smaps says; a skip where
+ * the kernel had no huge page to give since failed_before. */
+static void all_huge(struct rewire_arena *a, long failed_before, const char *what)
+{
+	size_t backed, huge = huge_backed(a, &backed);
+	struct rewire_stats st;
+
+	rewire_arena_stats(a, &st);
+
+	if (!thp_enabled()) {
+		ok(1, "# SKIP transparent huge pages are off here: %s", what);
+		return;
+	}
+	if (huge < backed && thp_failures() > failed_before) {
+		ok(1, "# SKIP no free huge page (memory fragmented): %s", what);
+		return;
+	}
+	ok(huge == backed && huge == huge_mapped(rewire_arena_base(a), st.reserved) && backed,
+	   "%s: %zu of %zu backed bytes are huge pages", what, huge, backed);
+}
+
+static void check_errors(void)
+{
+	struct rewire_options o;
+	struct rewire_arena *a;
+	struct rewire_stats st;
+
+	test_options_init(&o);
+	o.reserve = 3 * page_size / 2;
+	o.page_size = 3 * page_size / 2;
+	is_int(-EINVAL, rewire_arena_create(&o, &a), "create: a page size of 3 MiB");
+	o.page_size = 2 * base_page_size;
+	is_int(-EINVAL, rewire_arena_create(&o, &a), "create: twice the base page size");
+	o.page_size = base_page_size;
+	is_int(0, rewire_arena_create(&o, &a), "create: the base page size");
+	rewire_arena_stats(a, &st);
+	ok(st.page_size == base_page_size && st.reserved == 3 * page_size / 2,
+	   "that is a base-page arena");
+	rewire_arena_destroy(a);
+	/* A caller built before page_size existed: the field is not read. */
+	o.struct_size = offsetof(struct rewire_options, page_size);
+	o.page_size = 12345;
+	is_int(0, rewire_arena_create(&o, &a), "create: an older struct_size ignores page_size");
+	rewire_arena_stats(a, &st);
+	ok(st.page_size == base_page_size, "and makes a base-page arena");
+	rewire_arena_destroy(a);
+
+	o.struct_size = sizeof(o);
+	o.page_size = page_size;
+	o.reserve = 3 * page_size / 2;
+	is_int(0, rewire_arena_create(&o, &a), "create: a huge arena of 3 MiB");
+	rewire_arena_stats(a, &st);
+	ok(st.page_size == page_size && st.reserved == 2 * page_size &&
+	   !((uintptr_t)rewire_arena_base(a) & (page_size - 1)),
+	   "two huge pages, the arena aligned to one");
+	base = rewire_alloc(a, page_size, 0);
+	ok(base && rewire_usable_size(a, base) == page_size &&
+	   rewire_alloc(a, page_size, REWIRE_ALLOC_HOLES) == base + page_size,
+	   "allocations of a huge page and of a huge hole");
+	is_int(-EINVAL, rewire_move(a, base + page_size, base + base_page_size, page_size),
+	       "move: a source aligned to a base page only");
+	is_int(-EINVAL, rewire_move(a, base + page_size, base, base_page_size),
+	       "move: a base page's length");
+	is_int(-EINVAL, rewire_discard(a, base, page_size / 2), "discard: half a huge page");
+	rewire_arena_destroy(a);
+}
+
+/* Tag pages [0, n), run the operations, and check the model. */
+static bool ops_keep_data(struct rewire_arena *a)
+{
+	uint64_t model[2 * NP] = { 0 };
+	size_t perm[NP / 2];
+	struct rewire_op batch[2];
+
+	for (size_t i = 0; i < NP; i++) {
+		tag_page(at(i), 100 + i);
+		model[i] = 100 + i;
+	}
+	/* 0-3 to the holes at NP..NP+3 */
+	if (rewire_move(a, at(NP), at(0), 4 * page_size))
+		return false;
+	for (size_t i = 0; i < 4; i++)
+		model[NP + i] = model[i], model[i] = HOLE;
+	if (rewire_swap(a, at(4), at(6), 2 * page_size))
+		return false;
+	for (size_t i = 4; i < 6; i++) {
+		uint64_t t = model[i];
+
+		model[i] = model[i + 2], model[i + 2] = t;
+	}
+	for (size_t i = 0; i < NP / 2; i++)
+		perm[i] = (i * 3 + 1) % (NP / 2);
+	if (rewire_permute(a, at(8), perm, NP / 2))
+		return false;
+	{
+		uint64_t old[NP / 2];
+
+		memcpy(old, model + 8, sizeof(old));
+		for (size_t i = 0; i < NP / 2; i++)
+			model[8 + perm[i]] = old[i];
+	}
+	batch[0] = (struct rewire_op){ REWIRE_OP_MOVE, 0, at(0), at(NP + 1), page_size, NULL };
+	batch[1] = (struct rewire_op){ REWIRE_OP_SWAP, 0, at(4), at(NP + 2), page_size, NULL };
+	if (rewire_batch(a, batch, 2, NULL))
+		return false;
+	model[0] = model[NP + 1], model[NP + 1] = HOLE;
+	{
+		uint64_t t = model[4];
+
+		model[4] = model[NP + 2], model[NP + 2] = t;
+	}
+	return check_pages(base, model, 2 * NP);
+}
+
+/* A fresh huge arena of 2 * NP pages, the first NP allocated and backed,
+ * the next NP allocated as holes. */
+static struct rewire_arena *arena_with_pages(void)
+{
+	struct rewire_arena *a = test_arena(2 * NP + 4, 0, 0);
+	char *holes;
+
+	base = rewire_alloc(a, NP * page_size, 0);
+	holes = rewire_alloc(a, NP * page_size, REWIRE_ALLOC_HOLES);
+	if (!base || holes != at(NP))
+		bail("cannot allocate the pages");
+	return a;
+}
+
+int main(void)
+{
+	struct rewire_arena *a;
+	long failed;
+	size_t backed, huge;
+
+	setenv("REWIRE_TEST_PAGE_SIZE", "huge", 1);
+	test_init();
+	test_seed();
+	plan(25);
+	check_errors();
+
+	/* Backed as huge pages, and moved whole. */
+	failed = thp_failures();
+	a = arena_with_pages();
+	diag("backend %s", rewire_backend_name(a));
+	all_huge(a, failed, "allocated pages");
+	ok(ops_keep_data(a), "move, swap, permute and a batch of huge pages keep every page's data");
+	all_huge(a, failed, "after the moves");
+	rewire_arena_destroy(a);
+
+	/* The kernel gives no huge page: base pages, 512 to a huge one. */
+	if (prctl(PR_SET_THP_DISABLE, 1, 0, 0, 0))
+		bail("PR_SET_THP_DISABLE: %s", strerror(errno));
+	a = arena_with_pages();
+	is_int(0, (long long)huge_backed(a, &backed), "with huge pages disabled, none is huge");
+	ok(backed == NP * page_size, "yet all %d pages are backed", NP);
+	ok(ops_keep_data(a), "and every operation keeps every page's data");
+	is_int(0, rewire_purge(a), "purge, which cannot remake huge pages now");
+	is_int(0, (long long)huge_backed(a, NULL), "none is huge");
+	prctl(PR_SET_THP_DISABLE, 0, 0, 0, 0);
+
+	/* Allowed again: purge repairs. Then a huge page moved into a hole
+	 * that base pages left a page table in, which no move may lose. */
+	failed = thp_failures();
+	is_int(0, rewire_purge(a), "purge with huge pages allowed again");
+	all_huge(a, failed, "repaired by purge");
+	tag_page(at(4), 7);
+	ok(!rewire_move(a, at(1), at(4), page_size) && page_has_tag(at(1), 7),
+	   "a huge page moved into a hole that held base pages");
+	rewire_purge(a);
+	all_huge(a, failed, "after purge");
+	huge_backed(a, &backed);
+	ok(!rewire_discard(a, at(1), page_size) && !page_resident(at(1)) &&
+	   huge_backed(a, &huge) <= huge && huge == backed - page_size,
+	   "a discarded huge page is a hole, and no longer backed");
+	rewire_arena_destroy(a);
+	return done_testing();
+}
