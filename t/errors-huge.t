@@ -1,0 +1,3 @@
+#!/bin/sh
+# t/errors.t on arenas of huge pages (rewire(7), "Huge pages").
+REWIRE_TEST_PAGE_SIZE=huge exec t/errors.t "$@"
