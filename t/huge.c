@@ -7,13 +7,18 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
+#include <unistd.h>
 
+#include "devlib.h"
 #include "testlib.h"
 
 #define NP 16
 
 static char *base;
+/* What ops_keep_data() left where: a tag, or HOLE. */
+static uint64_t model[2 * NP];
 
 static char *at(size_t i)
 {
@@ -139,10 +144,10 @@ static void check_errors(void)
 /* Tag pages [0, n), run the operations, and check the model. */
 static bool ops_keep_data(struct rewire_arena *a)
 {
-	uint64_t model[2 * NP] = { 0 };
 	size_t perm[NP / 2];
 	struct rewire_op batch[2];
 
+	memset(model, 0, sizeof(model));
 	for (size_t i = 0; i < NP; i++) {
 		tag_page(at(i), 100 + i);
 		model[i] = 100 + i;
@@ -197,6 +202,69 @@ static struct rewire_arena *arena_with_pages(void)
 	return a;
 }
 
+/* A file of /proc or /sys, read into buf; whether it could be. */
+static bool read_file(const char *path, char *buf, size_t len)
+{
+	FILE *f = fopen(path, "r");
+	bool got;
+
+	if (!f)
+		return false;
+	got = fgets(buf, (int)len, f) != NULL;
+	fclose(f);
+	if (got)
+		buf[strcspn(buf, "\n")] = 0;
+	return got;
+}
+
+/*
+ * What the kernel does to memory on its own, done to huge pages the
+ * operations moved: migration to another node (where there are two),
+ * compaction, reclaim (mlocked: refused), and khugepaged scanning at full
+ * speed. Each page's data stays where the arena says, and holes stay holes.
+ */
+static void kernel_events(void)
+{
+	static const char sleep_path[] =
+		"/sys/kernel/mm/transparent_hugepage/khugepaged/scan_sleep_millisecs";
+	static const char scan_path[] =
+		"/sys/kernel/mm/transparent_hugepage/khugepaged/pages_to_scan";
+	void *pages[2 * NP];
+	int nodes[2 * NP], status[2 * NP];
+	size_t n = 0;
+	char old_sleep[32], old_scan[32];
+
+	if (node_count() < 2) {
+		ok(1, "# SKIP one NUMA node here: no migration");
+	} else {
+		for (size_t i = 0; i < 2 * NP; i++) {
+			if (model[i] == HOLE)
+				continue;
+			pages[n] = at(i);
+			nodes[n++] = 1;
+		}
+		ok(!move_pages_to(n, pages, nodes, status) && check_pages(base, model, 2 * NP),
+		   "moved huge pages migrated to node 1: every page's data where it was");
+	}
+	if (!write_file("/proc/sys/vm/compact_memory", "1"))
+		ok(1, "# SKIP cannot compact memory (not root)");
+	else
+		ok(check_pages(base, model, 2 * NP), "memory compacted: every page's data intact");
+	madvise(base, 2 * NP * page_size, MADV_PAGEOUT);
+	ok(check_pages(base, model, 2 * NP), "reclaim asked for (MADV_PAGEOUT): every page intact");
+	if (!read_file(sleep_path, old_sleep, sizeof(old_sleep)) ||
+	    !read_file(scan_path, old_scan, sizeof(old_scan)) ||
+	    !write_file(sleep_path, "0") || !write_file(scan_path, "65536")) {
+		ok(1, "# SKIP cannot make khugepaged scan (not root, or no THP)");
+		return;
+	}
+	usleep(1500 * 1000);
+	write_file(sleep_path, old_sleep);
+	write_file(scan_path, old_scan);
+	ok(check_pages(base, model, 2 * NP),
+	   "khugepaged scanning for 1.5 s backed no hole and moved no page");
+}
+
 int main(void)
 {
 	struct rewire_arena *a;
@@ -206,7 +274,7 @@ int main(void)
 	setenv("REWIRE_TEST_PAGE_SIZE", "huge", 1);
 	test_init();
 	test_seed();
-	plan(25);
+	plan(33);
 	check_errors();
 
 	/* Backed as huge pages, and moved whole. */
@@ -216,6 +284,7 @@ int main(void)
 	all_huge(a, failed, "allocated pages");
 	ok(ops_keep_data(a), "move, swap, permute and a batch of huge pages keep every page's data");
 	all_huge(a, failed, "after the moves");
+	kernel_events();
 	rewire_arena_destroy(a);
 
 	/* The kernel gives no huge page: base pages, 512 to a huge one. */
@@ -228,6 +297,8 @@ int main(void)
 	is_int(0, rewire_purge(a), "purge, which cannot remake huge pages now");
 	is_int(0, (long long)huge_backed(a, NULL), "none is huge");
 	prctl(PR_SET_THP_DISABLE, 0, 0, 0, 0);
+	/* and the holes that base pages left their page tables in */
+	kernel_events();
 
 	/* Allowed again: purge repairs. Then a huge page moved into a hole
 	 * that base pages left a page table in, which no move may lose. */

@@ -451,6 +451,9 @@ for v in $kernels; do
 				*) echo "REWIRE_BACKEND=uffd $t" >>"$list" ;;
 				esac
 			done
+			# the model on huge pages, which uffd moves as PMDs
+			# (t/huge.t is among the programs above)
+			has t/model.t && echo "REWIRE_TEST_PAGE_SIZE=huge REWIRE_MODEL_OPS=400 REWIRE_BACKEND=uffd t/model.t" >>"$list"
 		fi
 		if has t/kmod.t; then
 			# the TLB test with the flush that works under kernel IBT

@@ -144,6 +144,35 @@ static const char *try_backend(const char *name, const struct utsname *u, char *
 	return why;
 }
 
+/* Whether a huge arena gets a huge page here now: tried, with one. */
+static const char *huge_arena_answer(const char *enabled)
+{
+	struct rewire_options o;
+	struct rewire_arena *a;
+	struct rewire_stats st;
+	int ret;
+
+	if (!strcmp(enabled, "unknown"))
+		return "made of base pages: this kernel has no transparent huge pages";
+	if (strstr(enabled, "[never]"))
+		return "made of base pages: transparent huge pages are off (enabled: never)";
+	rewire_options_init(&o);
+	o.reserve = o.page_size = REWIRE_HUGE_PAGE_SIZE;
+	ret = rewire_arena_create(&o, &a);
+	if (ret)
+		return strerror(-ret);
+	ret = rewire_alloc(a, REWIRE_HUGE_PAGE_SIZE, 0) && !rewire_arena_stats(a, &st) &&
+	      st.huge_backed == REWIRE_HUGE_PAGE_SIZE;
+	if (!ret) {
+		/* the kernel may have had none free at the fault */
+		rewire_purge(a);
+		ret = !rewire_arena_stats(a, &st) && st.huge_backed == REWIRE_HUGE_PAGE_SIZE;
+	}
+	rewire_arena_destroy(a);
+	return ret ? "get huge pages here (one tried)" :
+	       "made of base pages now: the kernel gave no huge page (memory fragmented?)";
+}
+
 static void limit(const char *what, rlim_t v)
 {
 	if (v == RLIM_INFINITY)
@@ -180,6 +209,16 @@ int main(int argc, char **argv)
 		printf("  auto    cannot create an arena here\n");
 	else
 		printf("  auto    chooses %s\n", picked);
+
+	read_line("/sys/kernel/mm/transparent_hugepage/enabled", buf, sizeof(buf));
+	printf("huge pages: %zu KiB (rewire_options.page_size)\n", (size_t)REWIRE_HUGE_PAGE_SIZE >> 10);
+	printf("  huge arenas %s\n", huge_arena_answer(buf));
+	printf("  transparent_hugepage/enabled: %s\n", buf);
+	read_line("/sys/kernel/mm/transparent_hugepage/defrag", buf, sizeof(buf));
+	printf("  transparent_hugepage/defrag: %s (madvise or always: faults compact for one)\n", buf);
+	read_line("/sys/kernel/mm/transparent_hugepage/khugepaged/max_ptes_none", buf, sizeof(buf));
+	printf("  khugepaged/max_ptes_none: %s (khugepaged never fills a hole: none of its entries is present)\n", buf);
+	printf("  backends for huge arenas: uffd, mremap, copy (rewire.ko moves base pages only)\n");
 
 	printf("NUMA:");
 #ifdef HAVE_NUMA
