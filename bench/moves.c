@@ -12,6 +12,11 @@
 static const char *const backends[] = { "copy", "kmod", "uffd", "mremap", "auto" };
 #define NBACKENDS (sizeof(backends) / sizeof(backends[0]))
 
+/* The arenas' page size: the base page size, or a huge page for the huge
+ * pages' row. */
+static size_t unit;
+#define HUGE_PAGES 64
+
 /* A fresh arena on backend with n backed pages (each stamped with its index)
  * followed by n holes, and room after them to stage n pages. */
 static struct rewire_arena *setup(const char *backend, size_t n, char **base)
@@ -21,7 +26,8 @@ static struct rewire_arena *setup(const char *backend, size_t n, char **base)
 	int ret;
 
 	rewire_options_init(&o);
-	o.reserve = 3 * n * ps;
+	o.page_size = unit;
+	o.reserve = 3 * n * unit;
 	o.backend = backend;
 	ret = rewire_arena_create(&o, &a);
 	if (ret) {
@@ -29,14 +35,14 @@ static struct rewire_arena *setup(const char *backend, size_t n, char **base)
 			fprintf(stderr, "rewire-bench: %s arena: %s\n", backend, strerror(-ret));
 		return NULL;
 	}
-	*base = rewire_alloc(a, n * ps, 0);
-	if (!*base || rewire_alloc(a, n * ps, REWIRE_ALLOC_HOLES) != *base + n * ps) {
+	*base = rewire_alloc(a, n * unit, 0);
+	if (!*base || rewire_alloc(a, n * unit, REWIRE_ALLOC_HOLES) != *base + n * unit) {
 		fprintf(stderr, "rewire-bench: cannot allocate %zu pages\n", 2 * n);
 		rewire_arena_destroy(a);
 		return NULL;
 	}
 	for (size_t i = 0; i < n; i++)
-		*(size_t *)(*base + i * ps) = i;
+		*(size_t *)(*base + i * unit) = i;
 	return a;
 }
 
@@ -110,8 +116,8 @@ static bool permute_in_swaps(struct rewire_arena *a, char *base, const size_t *p
 		seen[c] = true;
 		for (size_t j = perm[c]; !seen[j]; j = perm[j]) {
 			seen[j] = true;
-			ops[k++] = (struct rewire_op){ REWIRE_OP_SWAP, 0, base + c * ps,
-						       base + j * ps, ps, NULL };
+			ops[k++] = (struct rewire_op){ REWIRE_OP_SWAP, 0, base + c * unit,
+						       base + j * unit, unit, NULL };
 			if (k == 64) {
 				ok &= !rewire_batch(a, ops, k, &done);
 				k = 0;
@@ -167,7 +173,7 @@ static void lanes_report(struct lane *lanes, size_t nl, const char *what, size_t
 		struct lane *l = &lanes[k];
 
 		for (size_t i = 0; i < n; i++)
-			l->ok &= *(size_t *)(l->base + l->where[i] * ps) == i;
+			l->ok &= *(size_t *)(l->base + l->where[i] * unit) == i;
 		report(what, l->backend, l->t, l->a, l->ok);
 		rewire_arena_destroy(l->a);
 		free(l->where);
@@ -232,22 +238,22 @@ static void move_row(const char *what, const char *const *names, size_t nb, size
 	for (int r = 0; r < reps && nl; r++) {
 		for (size_t k = 0; k < nl; k++) {
 			struct lane *l = &lanes[(r + k) % nl];
-			char *dst = l->base + (r & 1 ? 0 : n * ps);
-			char *src = l->base + (r & 1 ? n * ps : 0);
+			char *dst = l->base + (r & 1 ? 0 : n * unit);
+			char *src = l->base + (r & 1 ? n * unit : 0);
 			double t0;
 			size_t done;
 
 			progress("moves: %s on %s, run %d of %d", what, l->backend, r + 1, reps);
 			t0 = now_ns();
 			if (how == WHOLE) {
-				l->ok &= !rewire_move(l->a, dst, src, n * ps);
+				l->ok &= !rewire_move(l->a, dst, src, n * unit);
 			} else if (how == PER_PAGE) {
 				for (size_t i = 0; i < n; i++)
-					l->ok &= !rewire_move(l->a, dst + i * ps, src + i * ps, ps);
+					l->ok &= !rewire_move(l->a, dst + i * unit, src + i * unit, unit);
 			} else {
 				for (size_t i = 0; i < n; i++)
-					ops[i] = (struct rewire_op){ REWIRE_OP_MOVE, 0, dst + i * ps,
-								     src + i * ps, ps, NULL };
+					ops[i] = (struct rewire_op){ REWIRE_OP_MOVE, 0, dst + i * unit,
+								     src + i * unit, unit, NULL };
 				l->ok &= !rewire_batch(l->a, ops, n, &done);
 			}
 			l->t[r] = (now_ns() - t0) / n;
@@ -313,7 +319,8 @@ void bench_moves(size_t n)
 	const char *whole = "contiguous move, one call";
 	const char *per_page = "contiguous move, a call per page";
 	const char *batched = "contiguous move, a batch of pages";
-	const char *rows[] = { perm, blocks, whole, batched };
+	const char *huge = "random permutation, 64 huge pages";
+	const char *rows[] = { perm, blocks, whole, batched, huge };
 	const char *uffd_auto[] = { "uffd", "auto" };
 	double best, x, worst;
 	int saved = reps;
@@ -321,6 +328,7 @@ void bench_moves(size_t n)
 	/* Page-table moves vary much from run to run on a shared machine:
 	 * nine runs at least, so that slow runs do not make a median. */
 	reps = reps < 9 ? 9 : reps;
+	unit = ps;
 	printf("\npage moves: %zu pages per operation (ns per page, medians of %d runs, the backends "
 	       "of a row taking turns; share copied)\n", n, reps);
 	printf("  %-34s %-8s %10s %10s\n", "operation", "backend", "ns/page", "copied");
@@ -333,6 +341,11 @@ void bench_moves(size_t n)
 	move_row(whole, backends, NBACKENDS, n, WHOLE);
 	move(per_page, "uffd", n, PER_PAGE);
 	move_row(batched, uffd_auto, 2, n, BATCHED);
+	/* 2 MiB pages (ns per huge page): one entry moved, or 2 MiB copied;
+	 * kmod refuses huge arenas */
+	unit = REWIRE_HUGE_PAGE_SIZE;
+	permute_row(huge, backends, NBACKENDS, HUGE_PAGES, 1, false);
+	unit = ps;
 
 	printf("  auto against the best backend named on each row (ratio: the median of the "
 	       "rounds' ratios)\n");
@@ -363,6 +376,8 @@ void bench_moves(size_t n)
 	 * copy 360: no code can make that 5 */
 	x = find(blocks, "auto");
 	figure("64-page blocks permuted: copy / auto", x ? find(blocks, "copy") / x : 0);
+	x = find(huge, "auto");
+	figure("huge pages permuted: copy / auto", x ? find(huge, "copy") / x : 0);
 	x = find(batched, "uffd");
 	goal("contiguous move: uffd a call per page / uffd batched",
 	     x ? find(per_page, "uffd") / x : 0, "> 1", find(per_page, "uffd") > x);
