@@ -182,16 +182,18 @@ static void rw_flush_tlb_no_gen(struct mm_struct *mm)
 
 /*
  * No CPU may keep a translation of [start, end) of vma's mm once this
- * returns, nor find one when it switches back to the mm later. Called with
- * the mmap lock held and no spinlock.
+ * returns, nor find one when it switches back to the mm later; the entries
+ * that changed map pages of 1 << shift bytes (a PMD's: one flush of an
+ * address per huge page, where a 4 KiB stride would count 512). Called
+ * with the mmap lock held and no spinlock.
  */
 static void rw_flush_tlb(struct vm_area_struct *vma, unsigned long start,
-			 unsigned long end)
+			 unsigned long end, unsigned int shift)
 {
 	if (rw_full_flush)
 		rw_flush_tlb_zap(vma);
 	else
-		rw_flush_tlb_mm_range(vma->vm_mm, start, end, PAGE_SHIFT, false);
+		rw_flush_tlb_mm_range(vma->vm_mm, start, end, shift, false);
 }
 
 /*

@@ -81,6 +81,7 @@ struct rewire_file {
 	struct mutex lock;		/* serializes ioctls on this file */
 	struct mm_struct *mm;		/* NULL until attached */
 	unsigned long start, end;	/* the attached range */
+	unsigned int shift;		/* PAGE_SHIFT, PMD_SHIFT if huge */
 #ifdef REWIRE_TEST_HOOKS
 	struct mmu_notifier mn;		/* REWIRE_IOC_TEST_NOTIFIER's */
 	bool mn_on;
@@ -162,6 +163,13 @@ struct rw_slot {
 	pte_t *ptep;		/* the slot's entry, found once by rw_grab() */
 	spinlock_t *ptl;	/* and its page table's lock */
 	pte_t pte;		/* the entry lifted from the slot's address */
+	/*
+	 * A huge page's: its PMD entry (ptl is the PMD table's lock), and the
+	 * page table deposited with it, which travels with the entry.
+	 */
+	pmd_t *pmdp;
+	pmd_t pmd;
+	pgtable_t deposit;
 };
 
 /*
@@ -186,6 +194,7 @@ struct rw_batch {
 	unsigned long few[RW_FEW_PAGES];	/* the changed pages, while few */
 	u32 nfew;		/* how many; RW_FEW_PAGES + 1 once too many */
 	u64 pages;
+	unsigned int shift;	/* the attached file's page shift */
 };
 
 static int rw_noop_pte(pte_t *pte, unsigned long addr, void *data)
@@ -194,17 +203,14 @@ static int rw_noop_pte(pte_t *pte, unsigned long addr, void *data)
 }
 
 /*
- * The PMD of addr when it points to a page table. Otherwise NULL, with *err
- * 0 where a table is missing, -EBUSY where a huge page is mapped, -EAGAIN
- * where a huge page is being migrated.
+ * The PMD entry of addr, whatever it holds, where its PMD table exists;
+ * otherwise NULL, with *err 0 where a table is missing.
  */
-static pmd_t *rw_pmd(struct mm_struct *mm, unsigned long addr, int *err)
+static pmd_t *rw_pmd_slot(struct mm_struct *mm, unsigned long addr, int *err)
 {
 	pgd_t *pgd = pgd_offset(mm, addr);
 	p4d_t *p4d;
 	pud_t *pud;
-	pmd_t *pmd;
-	pmd_t val;
 
 	*err = 0;
 	if (pgd_none(*pgd))
@@ -227,7 +233,21 @@ static pmd_t *rw_pmd(struct mm_struct *mm, unsigned long addr, int *err)
 		*err = -EBUSY;
 		return NULL;
 	}
-	pmd = pmd_offset(pud, addr);
+	return pmd_offset(pud, addr);
+}
+
+/*
+ * The PMD of addr when it points to a page table. Otherwise NULL, with *err
+ * 0 where a table is missing, -EBUSY where a huge page is mapped, -EAGAIN
+ * where a huge page is being migrated.
+ */
+static pmd_t *rw_pmd(struct mm_struct *mm, unsigned long addr, int *err)
+{
+	pmd_t *pmd = rw_pmd_slot(mm, addr, err);
+	pmd_t val;
+
+	if (!pmd)
+		return NULL;
 	val = READ_ONCE(*pmd);
 	if (pmd_none(val))
 		return NULL;
@@ -265,6 +285,25 @@ static int rw_ensure_tables(struct mm_struct *mm, unsigned long addr,
 		}
 		addr = pmd_addr_end(addr, end);
 	}
+	return 0;
+}
+
+/*
+ * The same for huge pages: each of [addr, addr + npages huge pages) needs
+ * its PMD table, and the module cannot make one without a page table under
+ * it (__pmd_alloc() is not exported), which would be in the way of a huge
+ * page. None: -EBUSY, and the library copies into such a hole (the fault
+ * makes the table).
+ */
+static int rw_ensure_huge_tables(struct mm_struct *mm, unsigned long addr,
+				 u64 npages)
+{
+	unsigned long end = addr + (npages << PMD_SHIFT);
+	int ret;
+
+	for (; addr < end; addr += PMD_SIZE)
+		if (!rw_pmd_slot(mm, addr, &ret))
+			return ret ? ret : -EBUSY;
 	return 0;
 }
 
@@ -390,7 +429,7 @@ static void rw_touched(struct rw_batch *b, unsigned long addr)
 	u32 i;
 
 	b->lo = min(b->lo, addr);
-	b->hi = max(b->hi, addr + PAGE_SIZE);
+	b->hi = max(b->hi, addr + (1UL << b->shift));
 	if (b->nfew > RW_FEW_PAGES)
 		return;
 	for (i = 0; i < b->nfew; i++)
@@ -415,11 +454,12 @@ static bool rw_mm_here_only(struct mm_struct *mm)
  * Slot j of an operation: a page of a permutation; for a move or a swap,
  * slot 2i is page i of dst and slot 2i + 1 page i of src.
  */
-static unsigned long rw_slot_addr(const struct rewire_dev_op *op, u64 j)
+static unsigned long rw_slot_addr(const struct rw_batch *b,
+				  const struct rewire_dev_op *op, u64 j)
 {
 	if (op->type == REWIRE_DEV_PERMUTE)
-		return op->dst + (j << PAGE_SHIFT);
-	return (j & 1 ? op->src : op->dst) + ((j >> 1) << PAGE_SHIFT);
+		return op->dst + (j << b->shift);
+	return (j & 1 ? op->src : op->dst) + ((j >> 1) << b->shift);
 }
 
 /* The slot whose address the page of slot j goes to. */
@@ -475,6 +515,124 @@ static void rw_place(struct rw_batch *b, unsigned long from,
 }
 
 /*
+ * Huge pages (a file attached with REWIRE_IOC_ATTACH_HUGE): the same steps
+ * on PMD entries that map a whole transparent huge page, under the PMD
+ * table's lock. A PMD that points to a page table (a huge page the kernel
+ * made of base pages) is refused, and so is a hole that keeps a page table
+ * (base pages were there): the library copies those, and MADV_COLLAPSE
+ * makes them huge pages again (rewire(7)).
+ *
+ * Each anonymous huge PMD has a page table deposited with it, in a list of
+ * its PMD table, for a split to use. Moved within one PMD table (1 GiB),
+ * the list need not change; moved to another, one deposit must go with
+ * it, or a later split or zap in the new table finds none. The kernel's
+ * pgtable_trans_huge_deposit() and _withdraw() are not exported: these
+ * keep the same list, the same way, under the same lock.
+ */
+static void rw_deposit(struct mm_struct *mm, pmd_t *pmdp, pgtable_t pgtable)
+{
+	lockdep_assert_held(pmd_lockptr(mm, pmdp));
+	if (!pmd_huge_pte(mm, pmdp))
+		INIT_LIST_HEAD(&pgtable->lru);
+	else
+		list_add(&pgtable->lru, &pmd_huge_pte(mm, pmdp)->lru);
+	pmd_huge_pte(mm, pmdp) = pgtable;
+}
+
+static pgtable_t rw_withdraw(struct mm_struct *mm, pmd_t *pmdp)
+{
+	pgtable_t pgtable = pmd_huge_pte(mm, pmdp);
+
+	lockdep_assert_held(pmd_lockptr(mm, pmdp));
+	pmd_huge_pte(mm, pmdp) = list_first_entry_or_null(&pgtable->lru,
+							  struct page, lru);
+	if (pmd_huge_pte(mm, pmdp))
+		list_del(&pgtable->lru);
+	return pgtable;
+}
+
+/* rw_grab() for a huge page: the entry must map a whole one, or nothing. */
+static int rw_grab_huge(struct rw_batch *b, unsigned long addr, bool want_hole,
+			struct rw_slot *slot)
+{
+	struct folio *folio;
+	struct page *page;
+	pmd_t pmd;
+	int err;
+
+	slot->folio = NULL;
+	slot->pmdp = rw_pmd_slot(b->mm, addr, &err);
+	if (!slot->pmdp)
+		return err ? err : -EBUSY;
+	slot->ptl = pmd_lockptr(b->mm, slot->pmdp);
+	spin_lock(slot->ptl);
+	pmd = READ_ONCE(*slot->pmdp);
+	spin_unlock(slot->ptl);
+
+	if (pmd_none(pmd))
+		return 0;
+	if (!pmd_present(pmd))
+		return -EAGAIN;		/* a migration entry */
+	if (!pmd_trans_huge(pmd))
+		return -EBUSY;		/* a page table: base pages, or none */
+	if (want_hole)
+		return -EEXIST;
+
+	page = pmd_page(pmd);
+	folio = page_folio(page);
+	if (!folio_trylock(folio))
+		return -EAGAIN;
+	/* The huge zero page is not anonymous. */
+	if (!folio_test_anon(folio) || folio_test_ksm(folio) ||
+	    folio_order(folio) != PMD_SHIFT - PAGE_SHIFT ||
+	    (!folio_test_swapbacked(folio) && !pmd_dirty(pmd)) ||
+	    !PageAnonExclusive(page) || folio_entire_mapcount(folio) != 1 ||
+	    folio_maybe_dma_pinned(folio)) {
+		folio_unlock(folio);
+		return -EBUSY;
+	}
+	slot->folio = folio;
+	return 0;
+}
+
+static void rw_lift_huge(struct rw_batch *b, unsigned long addr,
+			 struct rw_slot *slot)
+{
+	spin_lock(slot->ptl);
+	slot->pmd = pmdp_huge_get_and_clear(b->mm, addr, slot->pmdp);
+	slot->deposit = NULL;
+	if (!pmd_none(slot->pmd))
+		slot->deposit = rw_withdraw(b->mm, slot->pmdp);
+	spin_unlock(slot->ptl);
+	if (!pmd_none(slot->pmd))
+		rw_touched(b, addr);
+}
+
+/* rw_place() for a huge page, its deposit with it. */
+static void rw_place_huge(struct rw_batch *b, unsigned long from,
+			  unsigned long addr, const struct rw_slot *to,
+			  const struct rw_slot *slot)
+{
+	pmd_t pmd = slot->pmd;
+
+	if (pmd_none(pmd))
+		return;
+	spin_lock(to->ptl);
+	if (addr != from) {
+		if (break_for_test != 2)
+			slot->folio->index = linear_page_index(b->vma, addr);
+#ifdef CONFIG_MEM_SOFT_DIRTY
+		pmd = pmd_mksoft_dirty(pmd);
+#endif
+		b->pages++;
+	}
+	set_pmd_at(b->mm, addr, to->pmdp, pmd);
+	rw_deposit(b->mm, to->pmdp, slot->deposit);
+	spin_unlock(to->ptl);
+	rw_touched(b, addr);
+}
+
+/*
  * Apply one operation completely or not at all. First check and lock every
  * page it touches; then lift every entry, and only then look for a DMA pin:
  * get_user_pages_fast() re-reads the entry after pinning and backs off if
@@ -486,6 +644,7 @@ static int rw_apply_op(struct rw_batch *b, const struct rewire_dev_op *op,
 {
 	u64 j, nslots = perm ? op->npages : 2 * op->npages;
 	bool move = op->type == REWIRE_DEV_MOVE, pinned = false;
+	bool huge = b->shift != PAGE_SHIFT;
 	struct rw_slot *s = b->slots;
 	int ret = 0;
 
@@ -495,7 +654,8 @@ static int rw_apply_op(struct rw_batch *b, const struct rewire_dev_op *op,
 			ret = -EINTR;
 			break;
 		}
-		ret = rw_grab(b, rw_slot_addr(op, j), move && !(j & 1), &s[j]);
+		ret = (huge ? rw_grab_huge : rw_grab)(b, rw_slot_addr(b, op, j),
+						      move && !(j & 1), &s[j]);
 	}
 	if (ret) {
 		rw_release(s, j);
@@ -505,7 +665,10 @@ static int rw_apply_op(struct rw_batch *b, const struct rewire_dev_op *op,
 	for (j = 0; j < nslots; j++) {
 		if (!(j % PTRS_PER_PTE))
 			cond_resched();
-		s[j].pte = rw_lift(b, rw_slot_addr(op, j), &s[j]);
+		if (huge)
+			rw_lift_huge(b, rw_slot_addr(b, op, j), &s[j]);
+		else
+			s[j].pte = rw_lift(b, rw_slot_addr(b, op, j), &s[j]);
 	}
 	/* Paired with the barrier in GUP's pinning, as in the kernel. */
 	smp_mb();
@@ -518,8 +681,13 @@ static int rw_apply_op(struct rw_batch *b, const struct rewire_dev_op *op,
 		/* Half done: yield, but finish the op even if killed. */
 		if (!(j % PTRS_PER_PTE))
 			cond_resched();
-		rw_place(b, rw_slot_addr(op, j), rw_slot_addr(op, to), &s[to],
-			 s[j].pte, s[j].folio);
+		if (huge)
+			rw_place_huge(b, rw_slot_addr(b, op, j),
+				      rw_slot_addr(b, op, to), &s[to], &s[j]);
+		else
+			rw_place(b, rw_slot_addr(b, op, j),
+				 rw_slot_addr(b, op, to), &s[to], s[j].pte,
+				 s[j].folio);
 	}
 	/*
 	 * Unlocking before the flush is safe: any rmap walk that could now
@@ -540,13 +708,14 @@ static void rw_flush_changed(struct rw_batch *b)
 	u32 i;
 
 	if (rw_full_flush || b->nfew > RW_FEW_PAGES || !rw_mm_here_only(b->mm)) {
-		rw_flush_tlb(b->vma, b->lo, b->hi);
+		rw_flush_tlb(b->vma, b->lo, b->hi, b->shift);
 		return;
 	}
 	for (i = 0; i < b->nfew; i++) {
 		if (break_for_test == 4 && i + 1 == b->nfew)
 			break;
-		rw_flush_tlb(b->vma, b->few[i], b->few[i] + PAGE_SIZE);
+		rw_flush_tlb(b->vma, b->few[i], b->few[i] + (1UL << b->shift),
+			     b->shift);
 	}
 }
 
@@ -566,17 +735,17 @@ static void rw_flush(struct rw_batch *b)
 	b->nfew = 0;
 }
 
-static bool rw_overlap(u64 a, u64 b, u64 npages)
+static bool rw_overlap(const struct rewire_file *rf, u64 a, u64 b, u64 npages)
 {
-	u64 len = npages << PAGE_SHIFT;
+	u64 len = npages << rf->shift;
 
 	return a < b + len && b < a + len;
 }
 
 static bool rw_in_range(const struct rewire_file *rf, u64 addr, u64 npages)
 {
-	return PAGE_ALIGNED(addr) && addr >= rf->start && addr < rf->end &&
-	       npages <= (rf->end - addr) >> PAGE_SHIFT;
+	return !(addr & ((1UL << rf->shift) - 1)) && addr >= rf->start &&
+	       addr < rf->end && npages <= (rf->end - addr) >> rf->shift;
 }
 
 /* Copy the permutation of op once and check it is one. */
@@ -635,7 +804,7 @@ static int rw_load_ops(const struct rewire_file *rf, struct rw_batch *b,
 		if (!rw_in_range(rf, op->dst, op->npages))
 			return -EINVAL;
 		if (pair && (op->perm || !rw_in_range(rf, op->src, op->npages) ||
-			     rw_overlap(op->dst, op->src, op->npages)))
+			     rw_overlap(rf, op->dst, op->src, op->npages)))
 			return -EINVAL;
 		if (!pair && (op->src || !op->perm))
 			return -EINVAL;
@@ -715,15 +884,17 @@ static int rw_check_vma(struct vm_area_struct *vma, unsigned long start,
  */
 static void rw_ensure_ops_tables(struct rw_batch *b, u32 from)
 {
+	int (*ensure)(struct mm_struct *mm, unsigned long addr, u64 npages);
 	u32 k;
+
+	ensure = b->shift == PAGE_SHIFT ? rw_ensure_tables : rw_ensure_huge_tables;
 
 	for (k = from; k < b->nops; k++) {
 		const struct rewire_dev_op *op = &b->ops[k];
 
-		b->tables_err = rw_ensure_tables(b->mm, op->dst, op->npages);
+		b->tables_err = ensure(b->mm, op->dst, op->npages);
 		if (!b->tables_err && op->type != REWIRE_DEV_PERMUTE)
-			b->tables_err = rw_ensure_tables(b->mm, op->src,
-							 op->npages);
+			b->tables_err = ensure(b->mm, op->src, op->npages);
 		if (!b->tables_err && rw_yield())
 			b->tables_err = -EINTR;
 		if (b->tables_err)
@@ -859,6 +1030,7 @@ static long rw_ioctl_batch(struct rewire_file *rf,
 
 	if (!ret && req.nops) {
 		b.mm = rf->mm;
+		b.shift = rf->shift;
 		b.nops = req.nops;
 		ret = rw_load_ops(rf, &b, req.ops);
 		if (!ret)
@@ -872,16 +1044,19 @@ static long rw_ioctl_batch(struct rewire_file *rf,
 	return ret;
 }
 
+/* Attach the range of pages of 1 << shift bytes that ua describes. */
 static long rw_ioctl_attach(struct rewire_file *rf,
-			    struct rewire_dev_attach __user *ua)
+			    struct rewire_dev_attach __user *ua,
+			    unsigned int shift)
 {
+	unsigned long mask = (1UL << shift) - 1;
 	struct mm_struct *mm = current->mm;
 	struct rewire_dev_attach req;
 	int ret;
 
 	if (copy_from_user(&req, ua, sizeof(req)))
 		return -EFAULT;
-	if (!req.len || !PAGE_ALIGNED(req.start) || !PAGE_ALIGNED(req.len) ||
+	if (!req.len || (req.start & mask) || (req.len & mask) ||
 	    req.start + req.len < req.start || req.start + req.len > TASK_SIZE)
 		return -EINVAL;
 	if (rf->mm)
@@ -899,6 +1074,7 @@ static long rw_ioctl_attach(struct rewire_file *rf,
 	mmgrab(mm);
 	rf->start = req.start;
 	rf->end = req.start + req.len;
+	rf->shift = shift;
 	rf->mm = mm;
 	return 0;
 }
@@ -918,6 +1094,11 @@ static long rw_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 	switch (cmd) {
 	case REWIRE_IOC_INFO:
 		return copy_to_user(uarg, &info, sizeof(info)) ? -EFAULT : 0;
+	case REWIRE_IOC_ATTACH_HUGE:
+		/* Huge pages are transparent huge pages. */
+		if (!IS_ENABLED(CONFIG_TRANSPARENT_HUGEPAGE))
+			return -EOPNOTSUPP;
+		fallthrough;
 	case REWIRE_IOC_ATTACH:
 	case REWIRE_IOC_BATCH:
 		/* Rearranging memory is writing to the device: O_RDWR only. */
@@ -925,8 +1106,11 @@ static long rw_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 			return -EBADF;
 		if (mutex_lock_killable(&rf->lock))
 			return -EINTR;
-		ret = cmd == REWIRE_IOC_ATTACH ? rw_ioctl_attach(rf, uarg) :
-						 rw_ioctl_batch(rf, uarg);
+		if (cmd == REWIRE_IOC_BATCH)
+			ret = rw_ioctl_batch(rf, uarg);
+		else
+			ret = rw_ioctl_attach(rf, uarg, cmd == REWIRE_IOC_ATTACH ?
+					      PAGE_SHIFT : PMD_SHIFT);
 		mutex_unlock(&rf->lock);
 		if (cmd == REWIRE_IOC_BATCH && break_for_test)
 			rw_test_after_batch(rf);

@@ -56,6 +56,13 @@ struct rewire_dev_batch {
 #define REWIRE_IOC_INFO		_IOR(REWIRE_IOC_MAGIC, 0, struct rewire_dev_info)
 #define REWIRE_IOC_ATTACH	_IOW(REWIRE_IOC_MAGIC, 1, struct rewire_dev_attach)
 #define REWIRE_IOC_BATCH	_IOWR(REWIRE_IOC_MAGIC, 2, struct rewire_dev_batch)
+/*
+ * As REWIRE_IOC_ATTACH, for a range of huge pages: start and len multiples
+ * of the PMD size (2 MiB on x86-64), and every op's addresses and npages
+ * in huge pages, each moved as one PMD entry (max_pages counts them).
+ * -ENOTTY from a module without it.
+ */
+#define REWIRE_IOC_ATTACH_HUGE	_IOW(REWIRE_IOC_MAGIC, 3, struct rewire_dev_attach)
 
 /*
  * Only in a module built for the test suite (kmod/build.sh --test-hooks):

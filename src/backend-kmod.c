@@ -183,9 +183,11 @@ static int kmod_init(struct rewire_arena *a)
 		goto fail;
 	}
 	ret = -EOPNOTSUPP;
-	if (k->info.page_size != a->page_size || !k->info.max_ops || !k->info.max_pages)
+	if (k->info.page_size != rw_base_page_size() || !k->info.max_ops || !k->info.max_pages)
 		goto fail;
-	if (ioctl(k->fd, REWIRE_IOC_ATTACH, &at))
+	/* A huge arena's pages move as PMD entries: a module without them
+	 * says ENOTTY. */
+	if (ioctl(k->fd, a->huge ? REWIRE_IOC_ATTACH_HUGE : REWIRE_IOC_ATTACH, &at))
 		goto fail;
 	rw_copy_costs(&a->costs);
 	/* Each call takes the mmap lock and flushes the TLB once; per page it

@@ -15,8 +15,10 @@
 int attach(int fd, const void *p, size_t len)
 {
 	struct rewire_dev_attach at = { (uintptr_t)p, len };
+	unsigned long req = page_size == base_page_size ? REWIRE_IOC_ATTACH :
+			    REWIRE_IOC_ATTACH_HUGE;
 
-	return ioctl(fd, REWIRE_IOC_ATTACH, &at) ? -errno : 0;
+	return ioctl(fd, req, &at) ? -errno : 0;
 }
 
 int batch(int fd, const struct rewire_dev_op *ops, uint32_t n, uint32_t *done)

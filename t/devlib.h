@@ -9,7 +9,8 @@
 
 #include "rewire_uapi.h"
 
-/* REWIRE_IOC_ATTACH of [p, p + len): 0 or -errno. */
+/* REWIRE_IOC_ATTACH of [p, p + len): 0 or -errno. Of huge pages
+ * (REWIRE_IOC_ATTACH_HUGE) while the tests' page_size is a huge page. */
 int attach(int fd, const void *p, size_t len);
 /* REWIRE_IOC_BATCH of n operations: 0 or -errno; *done (if done is not
  * NULL) gets the operations applied. */

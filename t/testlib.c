@@ -42,13 +42,6 @@ bool maps_are_ours(void)
 #endif
 }
 
-static bool backend_named(const char *name, const char *backend)
-{
-	if (!backend)
-		backend = getenv("REWIRE_BACKEND");
-	return backend && !strcmp(backend, name);
-}
-
 struct rewire_arena *test_arena_on(const char *backend, size_t reserve_pages,
 				   size_t budget_pages, unsigned int flags)
 {
@@ -63,8 +56,6 @@ struct rewire_arena *test_arena_on(const char *backend, size_t reserve_pages,
 	o.flags = flags;
 	o.backend = backend;
 	ret = rewire_arena_create(&o, &a);
-	if (ret == -EOPNOTSUPP && huge_pages && backend_named("kmod", backend))
-		skip_all("rewire.ko moves base pages only: a huge arena refuses it");
 	if (ret)
 		bail("cannot create an arena on backend %s: %s", backend ? backend :
 		     getenv("REWIRE_BACKEND") ? getenv("REWIRE_BACKEND") : "auto",

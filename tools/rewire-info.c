@@ -173,6 +173,21 @@ static const char *huge_arena_answer(const char *enabled)
 	       "made of base pages now: the kernel gave no huge page (memory fragmented?)";
 }
 
+/* Whether backend takes an arena of huge pages here. */
+static int huge_arena_on(const char *backend)
+{
+	struct rewire_options o;
+	struct rewire_arena *a;
+
+	rewire_options_init(&o);
+	o.reserve = o.page_size = REWIRE_HUGE_PAGE_SIZE;
+	o.backend = backend;
+	if (rewire_arena_create(&o, &a))
+		return 0;
+	rewire_arena_destroy(a);
+	return 1;
+}
+
 static void limit(const char *what, rlim_t v)
 {
 	if (v == RLIM_INFINITY)
@@ -218,7 +233,11 @@ int main(int argc, char **argv)
 	printf("  transparent_hugepage/defrag: %s (madvise or always: faults compact for one)\n", buf);
 	read_line("/sys/kernel/mm/transparent_hugepage/khugepaged/max_ptes_none", buf, sizeof(buf));
 	printf("  khugepaged/max_ptes_none: %s (khugepaged never fills a hole: none of its entries is present)\n", buf);
-	printf("  backends for huge arenas: uffd, mremap, copy (rewire.ko moves base pages only)\n");
+	printf("  backends for huge arenas:");
+	for (int i = 0; i < 4; i++)
+		if (huge_arena_on(names[i]))
+			printf(" %s", names[i]);
+	printf("\n");
 
 	printf("NUMA:");
 #ifdef HAVE_NUMA
