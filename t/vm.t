@@ -437,8 +437,10 @@ for v in $kernels; do
 		mv "$list.new" "$list"
 	fi
 	if [ -n "$full" ]; then
-		# the model on huge pages, which the module moves as PMDs
+		# the model and the errors on huge pages, which the module
+		# moves as PMDs (t/huge.t is among the programs above)
 		has t/model.t && echo "REWIRE_TEST_PAGE_SIZE=huge REWIRE_MODEL_OPS=400 t/model.t" >>"$list"
+		has t/errors.t && echo "REWIRE_TEST_PAGE_SIZE=huge t/errors.t" >>"$list"
 		# auto picks the module when it is loaded, and does without it
 		has t/basic.t && echo "REWIRE_BACKEND=auto REWIRE_AUTO_EXPECTS=kmod t/basic.t" >>"$list"
 		printf '%s\n' "rmmod rewire" "insmod /rewire.ko" "rmmod rewire" >>"$list"
@@ -453,9 +455,9 @@ for v in $kernels; do
 				*) echo "REWIRE_BACKEND=uffd $t" >>"$list" ;;
 				esac
 			done
-			# the model on huge pages, which uffd moves as PMDs
-			# (t/huge.t is among the programs above)
+			# the same on uffd
 			has t/model.t && echo "REWIRE_TEST_PAGE_SIZE=huge REWIRE_MODEL_OPS=400 REWIRE_BACKEND=uffd t/model.t" >>"$list"
+			has t/errors.t && echo "REWIRE_TEST_PAGE_SIZE=huge REWIRE_BACKEND=uffd t/errors.t" >>"$list"
 		fi
 		if has t/kmod.t; then
 			# the TLB test with the flush that works under kernel IBT
