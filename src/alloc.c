@@ -187,7 +187,6 @@ static int populate_claimed(struct rewire_arena *a, size_t start, size_t n, bool
 static int reserve(struct rewire_arena *a, size_t start, size_t n, size_t *holes, bool locked)
 {
 	struct rw_wait w = { a, 0, 0 };
-	bool more;
 	int ret = 0;
 
 	*holes = n - bits_count(a->backed, start, n);
@@ -202,6 +201,7 @@ static int reserve(struct rewire_arena *a, size_t start, size_t n, size_t *holes
 		size_t spare = rw_cached_pages(a) + rw_tcache_pages(a) + rw_spare_count(a) +
 			       __atomic_load_n(&a->dropping, __ATOMIC_RELAXED) +
 			       __atomic_load_n(&a->copying, __ATOMIC_RELAXED);
+		bool more;
 
 		if (*holes > a->budget_pages ||
 		    (used > spare ? used - spare : 0) > a->budget_pages - *holes) {

@@ -211,8 +211,8 @@ int rewire_arena_create(const struct rewire_options *opts,
 	}
 	a->lower = a->backend->flush_per_call;
 	/* The copy costs were measured per base page. */
-	a->costs.copy_page *= (double)(page_size / rw_base_page_size());
-	a->costs.copy_per_page *= (double)(page_size / rw_base_page_size());
+	a->costs.copy_page *= (double)page_size / (double)rw_base_page_size();
+	a->costs.copy_per_page *= (double)page_size / (double)rw_base_page_size();
 	*arenap = a;
 	return 0;
 fail:

@@ -47,10 +47,11 @@ size_t rw_huge_page_size(void)
 
 	if (!s) {
 		FILE *f = fopen("/sys/kernel/mm/transparent_hugepage/hpage_pmd_size", "r");
-		char line[32], *end;
 
 		s = rw_base_page_size() / sizeof(void *) * rw_base_page_size();
 		if (f) {
+			char line[32], *end;
+
 			if (fgets(line, sizeof(line), f)) {
 				unsigned long long v = strtoull(line, &end, 10);
 
@@ -136,7 +137,7 @@ int rw_map_arena(size_t len, size_t align, int node, bool unlocked, char **out)
 	if (p == MAP_FAILED)
 		return errno == EINVAL ? -ENOMEM : -errno;
 	if (extra) {
-		char *aligned = (char *)(((uintptr_t)p + align - 1) & ~(uintptr_t)(align - 1));
+		char *aligned = p + (align - (uintptr_t)p % align) % align;
 
 		if (aligned > p)
 			munmap(p, (size_t)(aligned - p));
