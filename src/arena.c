@@ -298,7 +298,18 @@ static size_t resident_bytes(const struct rewire_arena *a)
 	return count * base_page;
 }
 
-int rewire_arena_stats(struct rewire_arena *a, struct rewire_stats *st)
+/*
+ * In the shared library this is rewire_arena_stats@@REWIRE_0.3, bound with
+ * .symver below; a static library has it under its own name.
+ */
+#ifdef PIC
+#define ARENA_STATS rw_arena_stats_v3
+int rw_arena_stats_v3(struct rewire_arena *a, struct rewire_stats *st);
+#else
+#define ARENA_STATS rewire_arena_stats
+#endif
+
+int ARENA_STATS(struct rewire_arena *a, struct rewire_stats *st)
 {
 	size_t locked, huge, tc, live;
 
@@ -337,6 +348,35 @@ int rewire_arena_stats(struct rewire_arena *a, struct rewire_stats *st)
 	pthread_mutex_unlock(&a->lock);
 	return 0;
 }
+
+/*
+ * struct rewire_stats grew page_size and huge_backed in REWIRE_0.3. A
+ * program linked before that passes the smaller structure and calls the
+ * version it was linked with, which fills only the fields it knew.
+ */
+#define STATS_V1_SIZE offsetof(struct rewire_stats, page_size)
+
+int rw_arena_stats_v1(struct rewire_arena *a, struct rewire_stats *st);
+
+int rw_arena_stats_v1(struct rewire_arena *a, struct rewire_stats *st)
+{
+	struct rewire_stats full;
+	int ret;
+
+	if (!st)
+		return -EINVAL;
+	ret = ARENA_STATS(a, &full);
+	if (!ret)
+		memcpy(st, &full, STATS_V1_SIZE);
+	return ret;
+}
+
+/* Versions are the shared library's (libtool defines PIC for its
+ * objects); a static link takes the current one. */
+#ifdef PIC
+__asm__(".symver rw_arena_stats_v1, rewire_arena_stats@REWIRE_0.1");
+__asm__(".symver rw_arena_stats_v3, rewire_arena_stats@@REWIRE_0.3");
+#endif
 
 /* A snapshot: other threads may change the pages as it is taken, but each
  * page's byte is a state that page had (pages.c). */
