@@ -153,7 +153,8 @@ static const char *huge_arena_answer(const char *enabled)
 	int ret;
 
 	if (!strcmp(enabled, "unknown"))
-		return "made of base pages: this kernel has no transparent huge pages";
+		return "made of base pages: no /sys/kernel/mm/transparent_hugepage "
+		       "(a kernel without transparent huge pages, or /sys not mounted)";
 	if (strstr(enabled, "[never]"))
 		return "made of base pages: transparent huge pages are off (enabled: never)";
 	rewire_options_init(&o);
