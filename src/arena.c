@@ -241,10 +241,17 @@ const char *rewire_backend_name(const struct rewire_arena *a)
  * Remake huge pages of the backed pages of a huge arena that the kernel
  * made of base pages (no huge page was free, or a move split one), each
  * under a claim so that nothing moves or discards it meanwhile. Stops at
- * the first refusal: with no huge page free, the rest fail alike.
+ * the first refusal: with no huge page free, the rest fail alike. None is
+ * tried when the kernel maps all that is backed as huge pages already
+ * (one read of smaps, where each MADV_COLLAPSE costs some 20 us even on a
+ * huge page).
  */
 static void repair_huge_pages(struct rewire_arena *a)
 {
+	size_t backed = __atomic_load_n(&a->nbacked, __ATOMIC_RELAXED) << a->page_shift;
+
+	if (rw_huge_mapped(a) >= backed)
+		return;
 	for (size_t i = 0; i < a->npages; i++) {
 		int ret = 0;
 

@@ -73,24 +73,6 @@ struct mremap_state {
 	uint64_t *starts;
 };
 
-static long read_long(const char *path)
-{
-	FILE *f = fopen(path, "r");
-	long v = -1;
-
-	if (f) {
-		char line[32], *end;
-
-		if (fgets(line, sizeof(line), f)) {
-			v = strtol(line, &end, 10);
-			if (end == line)
-				v = -1;
-		}
-		fclose(f);
-	}
-	return v;
-}
-
 /* Count the process's mappings and note where the arena's begin. */
 static void recount(struct rewire_arena *a, struct mremap_state *m)
 {
@@ -318,7 +300,7 @@ static int mremap_init(struct rewire_arena *a)
 		return -ENOMEM;
 	}
 	pthread_mutex_init(&m->lock, NULL);
-	m->max_maps = read_long("/proc/sys/vm/max_map_count");
+	m->max_maps = rw_read_long("/proc/sys/vm/max_map_count");
 	if (m->max_maps < 0)
 		m->max_maps = 65530;
 	recount(a, m);

@@ -271,6 +271,8 @@ static inline int rw_page_range(const struct rewire_arena *a, const void *p, siz
 
 /* Layer 0, sys.c: system calls on the arena's memory, and the clock. */
 size_t rw_base_page_size(void);
+/* The number a file such as /proc/sys/vm/max_map_count holds, or -1. */
+long rw_read_long(const char *path);
 size_t rw_huge_page_size(void);
 int rw_map_arena(size_t len, size_t align, int node, bool unlocked, char **out);
 size_t rw_huge_mapped(const struct rewire_arena *a);

@@ -72,8 +72,10 @@ static void *rj_alloc(extent_hooks_t *hooks, void *new_addr, size_t size, size_t
 		p = NULL;
 	}
 	pthread_mutex_unlock(&r->lock);
+	/* Committed now or later, holes are backed zeroed (rewire_populate
+	 * without REWIRE_POPULATE_RECYCLE): zero either way. */
 	if (p)
-		*zero = *commit;	/* holes read as zero once backed */
+		*zero = true;
 	return p;
 }
 

@@ -66,23 +66,18 @@ static size_t fault_check(size_t n)
  * Copying swaps and permutations goes through one page of scratch, each
  * call its own so that threads copy in parallel. It is not locked memory,
  * so it is cleared before it is freed: no copy of the arena's data is left
- * where it may be swapped out. A thread working on arenas of both page
- * sizes keeps one of the larger: its first word holds its size.
+ * where it may be swapped out (free_scratch(), after each use). A thread
+ * working on arenas of both page sizes keeps one of the larger: its first
+ * word holds its size.
  */
 #define SCRATCH_HEADER 64
 
 static pthread_key_t scratch_key;
 static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
 
-static void drop_scratch(void *p)
-{
-	explicit_bzero(p, *(size_t *)p + SCRATCH_HEADER);
-	free(p);
-}
-
 static void make_scratch_key(void)
 {
-	pthread_key_create(&scratch_key, drop_scratch);
+	pthread_key_create(&scratch_key, free);
 	/* helgrind does not see pthread_once order the key's readers. */
 	ANNOTATE_BENIGN_RACE_SIZED(&scratch_key, sizeof(scratch_key), "set once");
 }
@@ -102,8 +97,7 @@ static char *scratch_page(const struct rewire_arena *a)
 			return NULL;
 		}
 		*(size_t *)q = a->page_size;
-		if (p)
-			drop_scratch(p);
+		free(p);
 		p = q;
 	}
 	return p + SCRATCH_HEADER;

@@ -38,6 +38,24 @@ size_t rw_base_page_size(void)
 	return (size_t)sysconf(_SC_PAGESIZE);
 }
 
+long rw_read_long(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	long v = -1;
+
+	if (f) {
+		char line[32], *end;
+
+		if (fgets(line, sizeof(line), f)) {
+			v = strtol(line, &end, 10);
+			if (end == line)
+				v = -1;
+		}
+		fclose(f);
+	}
+	return v;
+}
+
 /* What one page-middle-directory entry maps: the kernel says, where it has
  * transparent huge pages; else a page of base pages' entries. */
 size_t rw_huge_page_size(void)
@@ -46,20 +64,11 @@ size_t rw_huge_page_size(void)
 	size_t s = __atomic_load_n(&size, __ATOMIC_RELAXED);
 
 	if (!s) {
-		FILE *f = fopen("/sys/kernel/mm/transparent_hugepage/hpage_pmd_size", "r");
+		long v = rw_read_long("/sys/kernel/mm/transparent_hugepage/hpage_pmd_size");
 
 		s = rw_base_page_size() / sizeof(void *) * rw_base_page_size();
-		if (f) {
-			char line[32], *end;
-
-			if (fgets(line, sizeof(line), f)) {
-				unsigned long long v = strtoull(line, &end, 10);
-
-				if (end != line && v && !(v & (v - 1)))
-					s = (size_t)v;
-			}
-			fclose(f);
-		}
+		if (v > 0 && !(v & (v - 1)))
+			s = (size_t)v;
 		__atomic_store_n(&size, s, __ATOMIC_RELAXED);
 	}
 	return s;

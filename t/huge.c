@@ -41,21 +41,6 @@ static long vmstat(const char *name)
 	return found;
 }
 
-/* Whether huge arenas get transparent huge pages here: enabled is not
- * "never" (rewire-info(1) reports it). */
-static bool thp_enabled(void)
-{
-	FILE *f = fopen("/sys/kernel/mm/transparent_hugepage/enabled", "r");
-	char line[128] = "";
-	bool on;
-
-	if (!f)
-		return false;
-	on = fgets(line, sizeof(line), f) && !strstr(line, "[never]");
-	fclose(f);
-	return on;
-}
-
 static size_t huge_backed(struct rewire_arena *a, size_t *backed)
 {
 	struct rewire_stats st;
@@ -205,21 +190,6 @@ static struct rewire_arena *arena_with_pages(void)
 	return a;
 }
 
-/* A file of /proc or /sys, read into buf; whether it could be. */
-static bool read_file(const char *path, char *buf, size_t len)
-{
-	FILE *f = fopen(path, "r");
-	bool got;
-
-	if (!f)
-		return false;
-	got = fgets(buf, (int)len, f) != NULL;
-	fclose(f);
-	if (got)
-		buf[strcspn(buf, "\n")] = 0;
-	return got;
-}
-
 /*
  * What the kernel does to memory on its own, done to huge pages the
  * operations moved: migration to another node (where there are two),
@@ -255,8 +225,9 @@ static void kernel_events(void)
 		ok(check_pages(base, model, 2 * NP), "memory compacted: every page's data intact");
 	madvise(base, 2 * NP * page_size, MADV_PAGEOUT);
 	ok(check_pages(base, model, 2 * NP), "reclaim asked for (MADV_PAGEOUT): every page intact");
-	if (!read_file(sleep_path, old_sleep, sizeof(old_sleep)) ||
-	    !read_file(scan_path, old_scan, sizeof(old_scan)) ||
+	snprintf(old_sleep, sizeof(old_sleep), "%ld", read_long(sleep_path));
+	snprintf(old_scan, sizeof(old_scan), "%ld", read_long(scan_path));
+	if (old_sleep[0] == '-' || old_scan[0] == '-' ||
 	    !write_file(sleep_path, "0") || !write_file(scan_path, "65536")) {
 		ok(1, "# SKIP cannot make khugepaged scan (not root, or no THP)");
 		return;
@@ -300,14 +271,16 @@ int main(void)
 	is_int(0, rewire_purge(a), "purge, which cannot remake huge pages now");
 	is_int(0, (long long)huge_backed(a, NULL), "none is huge");
 	prctl(PR_SET_THP_DISABLE, 0, 0, 0, 0);
-	/* and the holes that base pages left their page tables in */
-	kernel_events();
 
-	/* Allowed again: purge repairs. Then a huge page moved into a hole
-	 * that base pages left a page table in, which no move may lose. */
+	/* Allowed again: purge repairs (before khugepaged is made to scan
+	 * below, which would collapse them too). */
 	failed = thp_failures();
 	is_int(0, rewire_purge(a), "purge with huge pages allowed again");
 	all_huge(a, failed, "repaired by purge");
+	/* The kernel's own work beside the holes that base pages left their
+	 * page tables in; then a huge page moved into such a hole, which no
+	 * move may lose. */
+	kernel_events();
 	tag_page(at(4), 7);
 	ok(!rewire_move(a, at(1), at(4), page_size) && page_has_tag(at(1), 7),
 	   "a huge page moved into a hole that held base pages");

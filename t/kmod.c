@@ -1500,21 +1500,8 @@ static bool checker_control(void)
  * 1 GiB boundary), which must carry each page's deposited page table: the
  * munmap at the end withdraws one per huge page from the table it is in.
  */
-#define HUGE ((size_t)2 << 20)
+#define HUGE REWIRE_HUGE_PAGE_SIZE
 #define GIB ((size_t)1 << 30)
-
-static bool thp_on(void)
-{
-	FILE *f = fopen("/sys/kernel/mm/transparent_hugepage/enabled", "r");
-	char line[128] = "";
-
-	if (f) {
-		if (!fgets(line, sizeof(line), f))
-			line[0] = 0;
-		fclose(f);
-	}
-	return line[0] && !strstr(line, "[never]");
-}
 
 /* Every huge page at p, n of them, mapped as one (page_size is HUGE). */
 static bool all_huge(const char *p, size_t n)
@@ -1594,7 +1581,7 @@ static void huge_refusals(int fd, char *p, uint64_t tag)
  * gives huge pages; else a skip, and false. */
 static bool huge_on(void)
 {
-	if (!thp_on()) {
+	if (!thp_enabled()) {
 		ok(1, "# SKIP transparent huge pages are off here");
 		return false;
 	}

@@ -242,6 +242,19 @@ long read_long(const char *path)
 	return v;
 }
 
+bool thp_enabled(void)
+{
+	FILE *f = fopen("/sys/kernel/mm/transparent_hugepage/enabled", "r");
+	char line[128] = "";
+	bool on;
+
+	if (!f)
+		return false;
+	on = fgets(line, sizeof(line), f) && !strstr(line, "[never]");
+	fclose(f);
+	return on;
+}
+
 long map_count(void)
 {
 	FILE *f = fopen("/proc/self/maps", "r");

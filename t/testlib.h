@@ -69,5 +69,8 @@ long vm_locked_kb(void);
 long map_count(void);
 /* The number a file such as /proc/sys/vm/max_map_count holds, or -1. */
 long read_long(const char *path);
+/* Whether the kernel gives transparent huge pages here: enabled is not
+ * "never" (rewire-info(1) reports it). */
+bool thp_enabled(void);
 
 #endif
