@@ -23,6 +23,7 @@
 # Environment: VM_TESTS (programs, relative to the build directory),
 # REWIRE_FUZZ_SECONDS (t/fuzz.t's time in each VM; its default: 120),
 # VM_LINES (what to run instead, ';' between lines, VM_FULL= for nothing more),
+# VM_UFFD_LINES (more lines, run only on kernels with UFFDIO_MOVE, 6.8 on),
 # VM_KERNELS (versions; default: every /boot/vmlinuz-* with headers, then
 # those listed in $REWIRE_KERNEL_CACHE/kernels and debug-kernels), REWIRE_KERNEL_CACHE
 # (tools/fetch-kernels's, default /var/cache/rewire-kernels), VM_SMP
@@ -430,6 +431,10 @@ for v in $kernels; do
 		echo "# [$v] the library's suites run on the release kernels; here only the module's own (VM_DEBUG_FULL=1: all)"
 	else
 		printf '%s\n' $VM_TESTS >>"$list"
+	fi
+	if [ -n "${VM_UFFD_LINES:-}" ] &&
+		[ "$(echo "$v" | awk -F. '{ print ($1 * 100 + $2 >= 608) }')" = 1 ]; then
+		echo "$VM_UFFD_LINES" | tr ';' '\n' >>"$list"
 	fi
 	# the fuzzer's time, where the host's environment sets it
 	if [ -n "${REWIRE_FUZZ_SECONDS:-}" ]; then
