@@ -178,6 +178,25 @@ static int populate_claimed(struct rewire_arena *a, size_t start, size_t n, bool
 }
 
 /*
+ * The budget used (*used), and how much of it would come back: spare
+ * frames, drops in progress, and what copies lend themselves (their old
+ * pages' budget). A copy does so without the lock, counted in copying
+ * before it takes the budget and until after it gives it back: read on
+ * both sides of the budget used, the two readings count every page lent in
+ * it, where one alone could miss a copy that began or ended meanwhile and
+ * fail a call with ENOMEM for budget that was only lent (t/evict.t's two
+ * managers, about one run in ten).
+ */
+static size_t budget_coming_back(struct rewire_arena *a, size_t *used)
+{
+	size_t lent = __atomic_load_n(&a->copying, __ATOMIC_SEQ_CST);
+
+	*used = __atomic_load_n(&a->nbacked, __ATOMIC_SEQ_CST);
+	lent += __atomic_load_n(&a->copying, __ATOMIC_SEQ_CST);
+	return lent + rw_spare_count(a) + __atomic_load_n(&a->dropping, __ATOMIC_RELAXED);
+}
+
+/*
  * Take the lock budget for the holes of claimed pages, before anything is
  * populated, so it is never exceeded, even for a moment: with a
  * compare-and-swap, no lock. If it is short, the cache is given back first
@@ -195,12 +214,9 @@ static int reserve(struct rewire_arena *a, size_t start, size_t n, size_t *holes
 	if (!locked)
 		lock(a);
 	for (;;) {
-		/* What the cache, the threads' caches, drops in progress and
-		 * copies (their old pages' budget) would give back. */
-		size_t used = __atomic_load_n(&a->nbacked, __ATOMIC_RELAXED);
-		size_t spare = rw_cached_pages(a) + rw_tcache_pages(a) + rw_spare_count(a) +
-			       __atomic_load_n(&a->dropping, __ATOMIC_RELAXED) +
-			       __atomic_load_n(&a->copying, __ATOMIC_RELAXED);
+		/* What the cache and the threads' caches would give back too. */
+		size_t used, spare = budget_coming_back(a, &used) + rw_cached_pages(a) +
+				     rw_tcache_pages(a);
 		bool more;
 
 		if (*holes > a->budget_pages ||
@@ -757,7 +773,8 @@ static int resize(struct rewire_arena *a, size_t start, size_t old_n, size_t new
 	if (short_of_budget)
 		rw_flush_tcaches(a);
 	/* The new place is claimed, so its cached pages count apart. */
-	spare = rw_cached_pages(a) + bits_count(a->backed, to, new_n);
+	spare = budget_coming_back(a, &used) + rw_cached_pages(a) +
+		bits_count(a->backed, to, new_n);
 	if (short_of_budget && (used > spare ? used - spare : 0) + grow > a->budget_pages) {
 		bits_release_s(a->busy, BUSY_STRIDE, to, new_n);
 		return -ENOMEM;

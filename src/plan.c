@@ -154,13 +154,17 @@ static int copy_stretches(struct rewire_arena *a, char *dst, char *src, size_t n
 	int ret = 0;
 
 	while (off < n && !ret) {
-		size_t m = rw_budget_take_upto(a, n - off < COPY_STRETCH ? n - off : COPY_STRETCH);
+		size_t want = n - off < COPY_STRETCH ? n - off : COPY_STRETCH, m;
 		size_t d = page_index(a, dst + off * ps);
 
-		/* Others short of budget wait for these rather than fail. */
-		if (m)
-			__atomic_add_fetch(&a->copying, m, __ATOMIC_RELAXED);
-
+		/*
+		 * Others short of budget wait for these rather than fail:
+		 * counted before they are taken and until after they are
+		 * given back, as reserve() reads them.
+		 */
+		__atomic_add_fetch(&a->copying, want, __ATOMIC_SEQ_CST);
+		m = rw_budget_take_upto(a, want);
+		__atomic_sub_fetch(&a->copying, want - m, __ATOMIC_SEQ_CST);
 		if (!m) {
 			ret = bounce_move(a, dst + off * ps, src + off * ps, undo);
 			off += !ret;
@@ -176,7 +180,7 @@ static int copy_stretches(struct rewire_arena *a, char *dst, char *src, size_t n
 			off += m;
 		}
 		rw_budget_give(a, m);
-		__atomic_sub_fetch(&a->copying, m, __ATOMIC_RELAXED);
+		__atomic_sub_fetch(&a->copying, m, __ATOMIC_SEQ_CST);
 	}
 	*done = off;
 	return ret;
