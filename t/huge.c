@@ -76,8 +76,12 @@ static void all_huge(struct rewire_arena *a, long failed_before, const char *wha
 		ok(1, "# SKIP no free huge page (memory fragmented): %s", what);
 		return;
 	}
-	ok(huge == backed && huge == huge_mapped(rewire_arena_base(a), st.reserved) && backed,
-	   "%s: %zu of %zu backed bytes are huge pages", what, huge, backed);
+	if (!ok(huge == backed && huge == huge_mapped(rewire_arena_base(a), st.reserved) && backed,
+		"%s: %zu of %zu backed bytes are huge pages", what, huge, backed))
+		diag("thp_fault_alloc %ld thp_fault_fallback %ld thp_collapse_alloc %ld "
+		     "thp_collapse_alloc_failed %ld thp_split_pmd %ld", vmstat("thp_fault_alloc"),
+		     vmstat("thp_fault_fallback"), vmstat("thp_collapse_alloc"),
+		     vmstat("thp_collapse_alloc_failed"), vmstat("thp_split_pmd"));
 }
 
 static void check_errors(void)
