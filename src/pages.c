@@ -104,7 +104,13 @@ void rw_mark_free(struct rewire_arena *a, size_t start, size_t n, bool head)
 	if (bits_find(a->backed, start, start + n, true) < start + n)
 		rw_cache_grew(a, start + n);
 	__atomic_sub_fetch(&a->slot[rw_slot()].live, (long)n, __ATOMIC_RELAXED);
-	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	/*
+	 * A read-modify-write of the hint, not a fence (which ThreadSanitizer
+	 * cannot follow): it comes before or after rw_mark_live's
+	 * compare-and-swap of the hint, so either that sees these pages free,
+	 * or lower_hint() below sees the hint it set.
+	 */
+	__atomic_fetch_add(&a->first_free, 0, __ATOMIC_SEQ_CST);
 	lower_hint(a, start);
 }
 
