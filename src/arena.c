@@ -242,9 +242,9 @@ const char *rewire_backend_name(const struct rewire_arena *a)
  * made of base pages (no huge page was free, or a move split one), each
  * under a claim so that nothing moves or discards it meanwhile. EAGAIN
  * (a base page not yet on an LRU list, or locked for a moment) is tried
- * again a few times: seen under valgrind, 6 of 16 pages remade. Stops at
- * the first other refusal: with no huge page free, the rest fail alike. None is
- * tried when the kernel maps all that is backed as huge pages already
+ * again a few times. Stops at the first other refusal: with no huge page
+ * free, the rest fail alike. None is tried when the kernel maps all that
+ * is backed as huge pages already
  * (one read of smaps, where each MADV_COLLAPSE costs some 20 us even on a
  * huge page).
  */
