@@ -509,7 +509,7 @@ static void reversal(struct long_op *o, size_t n)
 static void free_during_permute(size_t n, size_t max_n)
 {
 	struct long_op o = { 0 };
-	int refused = 0, wrong = 0, early = 0, ret;
+	int refused = 0, wrong = 0, early = 0, ret, probe;
 	bool data_ok = true;
 	double t0;
 
@@ -540,8 +540,19 @@ static void free_during_permute(size_t n, size_t max_n)
 			sched_yield();
 		usleep(1000);
 		ret = rewire_free(arena, o.run);
+		/*
+		 * A run a free gave back is not live and no call holds it: a
+		 * call on it fails with EFAULT. EBUSY past the claim's wait:
+		 * the permutation still ran on it; success: it was not freed.
+		 */
+		if (ret == 0 && (probe = rewire_discard(arena, o.run, page_size)) != -EFAULT) {
+			diag("after the free, a discard of the run returned %d", probe);
+			wrong++;
+		}
 		pthread_join(t, NULL);
-		if (ret == -EBUSY) {
+		if (wrong) {
+			break;
+		} else if (ret == -EBUSY) {
 			refused++;
 			wrong += o.ret != 0;
 		} else if (ret == 0 &&
