@@ -241,16 +241,19 @@ const char *rewire_backend_name(const struct rewire_arena *a)
  * Remake huge pages of the backed pages of a huge arena that the kernel
  * made of base pages (no huge page was free, or a move split one), each
  * under a claim so that nothing moves or discards it meanwhile. EAGAIN
- * (a base page not yet on an LRU list, or locked for a moment) is tried
- * again a few times. Stops at the first other refusal: with no huge page
- * free, the rest fail alike. None is tried when the kernel maps all that
- * is backed as huge pages already
- * (one read of smaps, where each MADV_COLLAPSE costs some 20 us even on a
- * huge page).
+ * (a base page off its LRU list, held or locked for a moment, as while
+ * khugepaged or a migration works on it) is tried again, waiting longer
+ * each time, for some 60 ms a page and 250 ms a purge; a page the kernel
+ * will not collapse now is left for the next purge. Stops at ENOMEM or
+ * EBUSY: with no huge page free, or none chargeable, the rest fail alike.
+ * None is tried when the kernel maps all that is backed as huge pages
+ * already (one read of smaps, where each MADV_COLLAPSE costs some 20 us
+ * even on a huge page).
  */
 static void repair_huge_pages(struct rewire_arena *a)
 {
 	size_t backed = __atomic_load_n(&a->nbacked, __ATOMIC_RELAXED) << a->page_shift;
+	unsigned int waited_us = 0;
 
 	if (rw_huge_mapped(a) >= backed)
 		return;
@@ -259,14 +262,15 @@ static void repair_huge_pages(struct rewire_arena *a)
 
 		if (!bit_test(a->backed, i) || !rw_claim(a, i, 1))
 			continue;
-		for (int tries = 0; tries < 8 && bit_test(a->backed, i); tries++) {
+		for (unsigned int wait_us = 250; bit_test(a->backed, i); wait_us *= 2) {
 			ret = rw_pages_collapse(a, i, 1);
-			if (ret != -EAGAIN)
+			if (ret != -EAGAIN || wait_us > 32000 || waited_us > 250000)
 				break;
-			sched_yield();
+			usleep(wait_us);
+			waited_us += wait_us;
 		}
 		rw_release(a, page_addr(a, i), 1);
-		if (ret)
+		if (ret == -ENOMEM || ret == -EBUSY)
 			break;
 	}
 }
