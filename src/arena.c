@@ -154,8 +154,6 @@ int rewire_arena_create(const struct rewire_options *opts,
 		a->budget_pages = a->npages;
 	a->flags = opts->flags;
 	a->numa_node = opts->numa_node;
-	for (int k = 0; k < SIZE_CLASSES; k++)
-		a->correction[0][k] = a->correction[1][k] = 1;
 	a->fork_gen = __atomic_load_n(&rw_fork_generation, __ATOMIC_RELAXED);
 	len = a->npages << a->page_shift;
 

@@ -387,6 +387,14 @@ static unsigned int size_class(size_t n)
 	return k < SIZE_CLASSES ? k : SIZE_CLASSES - 1;
 }
 
+/* The correction for one way and size: 0 until an operation teaches one. */
+static double correction(const struct rewire_arena *a, bool remap, unsigned int k)
+{
+	double f = load_double(&a->correction[remap][k]);
+
+	return f ? f : 1;
+}
+
 /*
  * Remap when the backend can and, under auto, when the model says it is
  * cheaper, each side corrected by what operations of this size really cost
@@ -400,8 +408,7 @@ static bool choose_remap(struct rewire_arena *a, size_t calls, size_t n, double 
 
 	if (!a->backend->remap)
 		return false;
-	if (a->plan && remap_ns * load_double(&a->correction[1][k]) >=
-		       copy_ns * load_double(&a->correction[0][k]))
+	if (a->plan && remap_ns * correction(a, true, k) >= copy_ns * correction(a, false, k))
 		return false;
 	return !a->backend->room_for || a->backend->room_for(a, calls);
 }
@@ -419,12 +426,17 @@ static double start_clock(const struct rewire_arena *a, size_t n)
 
 /*
  * Re-check the model against the clock: how long the operation took,
- * against what the model said, becomes half of the correction for this
- * way and size. Operations too short to time well teach nothing.
+ * against what the model said, becomes the correction for this way and
+ * size the first time, and half of it after. The first is taken whole
+ * because the model can be several times off on a machine (on mremap,
+ * scattered runs of 64 pages cost 6x what it says, a copy among 256 MiB
+ * a third), and halving the way there took three or more operations of a
+ * size before the planner chose the cheaper way. Operations too short to
+ * time well teach nothing.
  */
 static void learn(struct rewire_arena *a, bool remap, size_t n, double model_ns, double t0)
 {
-	double took, *f = &a->correction[remap][size_class(n)];
+	double took, old, *f = &a->correction[remap][size_class(n)];
 
 	if (!t0 || model_ns <= 0)
 		return;
@@ -432,8 +444,10 @@ static void learn(struct rewire_arena *a, bool remap, size_t n, double model_ns,
 	if (took < 20000)
 		return;
 	took /= model_ns;
+	took = took < 0.05 ? 0.05 : took > 50 ? 50 : took;
 	/* Threads may race here; either's figure is as good. */
-	took = (load_double(f) + (took < 0.05 ? 0.05 : took > 50 ? 50 : took)) / 2;
+	old = load_double(f);
+	took = old ? (old + took) / 2 : took;
 	__atomic_store(f, &took, __ATOMIC_RELAXED);
 }
 
