@@ -50,8 +50,10 @@ void bench_threads(void);
 void bench_bufferpool(void);
 void bench_scale(void);
 void bench_overhead(void);
-/* A mapping of 4,096 pages like a uffd arena's, and its userfaultfd. */
-int raw_uffd_map(char **p, int *fd);
+/* A mapping of npages like a uffd arena's, and its userfaultfd. */
+int raw_uffd_map(char **p, size_t npages, int *fd);
+/* One UFFDIO_MOVE of len bytes on that mapping; false if refused. */
+bool raw_uffd_move(int fd, void *dst, void *src, size_t len);
 /* The kernel's own evict+load per page: one UFFDIO_MOVE, and MADV_DONTNEED
  * plus a fault; false where uffd is missing. */
 bool raw_evict_load_ns(double *move_ns, double *plain_ns);

@@ -35,22 +35,22 @@ static const size_t batch_sizes[] = { 1, 16, 64 };
 #define NSIZES (sizeof(batch_sizes) / sizeof(batch_sizes[0]))
 
 /* The raw side: a mapping like an arena's, and its userfaultfd. */
-int raw_uffd_map(char **p, int *fd)
+int raw_uffd_map(char **p, size_t npages, int *fd)
 {
 	struct uffdio_api api = { .api = UFFD_API, .features = UFFD_FEATURE_MOVE };
 	struct uffdio_register reg = { .mode = UFFDIO_REGISTER_MODE_WP };
 
-	*p = mmap(NULL, PAGES * ps, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	*p = mmap(NULL, npages * ps, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (*p == MAP_FAILED)
 		return -1;
-	madvise(*p, PAGES * ps, MADV_NOHUGEPAGE);
-	if (syscall(SYS_mlock2, *p, PAGES * ps, 1 /* MLOCK_ONFAULT */))
+	madvise(*p, npages * ps, MADV_NOHUGEPAGE);
+	if (syscall(SYS_mlock2, *p, npages * ps, 1 /* MLOCK_ONFAULT */))
 		goto fail;
 	*fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK | 1 /* user mode only */);
 	if (*fd < 0)
 		goto fail;
 	reg.range.start = (uintptr_t)*p;
-	reg.range.len = PAGES * ps;
+	reg.range.len = npages * ps;
 	if (ioctl(*fd, UFFDIO_API, &api) || !(api.features & UFFD_FEATURE_MOVE) ||
 	    ioctl(*fd, UFFDIO_REGISTER, &reg)) {
 		close(*fd);
@@ -58,8 +58,16 @@ int raw_uffd_map(char **p, int *fd)
 	}
 	return 0;
 fail:
-	munmap(*p, PAGES * ps);
+	munmap(*p, npages * ps);
 	return -1;
+}
+
+/* One UFFDIO_MOVE of len bytes; false if the kernel refused it. */
+bool raw_uffd_move(int fd, void *dst, void *src, size_t len)
+{
+	struct uffdio_move m = { .dst = (uintptr_t)dst, .src = (uintptr_t)src, .len = len };
+
+	return !ioctl(fd, UFFDIO_MOVE, &m);
 }
 
 /*
@@ -137,7 +145,7 @@ void bench_overhead(void)
 		return;
 	}
 	base = rewire_alloc(a, PAGES * ps, REWIRE_ALLOC_HOLES);
-	if (!base || raw_uffd_map(&raw, &fd)) {
+	if (!base || raw_uffd_map(&raw, PAGES, &fd)) {
 		printf("  not measured here: %s\n", base ? "no userfaultfd for the raw side" :
 		       "no arena run");
 		rewire_arena_destroy(a);
@@ -198,7 +206,7 @@ bool raw_evict_load_ns(double *move_ns, double *plain_ns)
 	char *raw, *plain;
 	int fd;
 
-	if (raw_uffd_map(&raw, &fd))
+	if (raw_uffd_map(&raw, PAGES, &fd))
 		return false;
 	plain = mmap(NULL, PAGES * ps, PROT_READ | PROT_WRITE,
 		     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
