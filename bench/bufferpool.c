@@ -819,8 +819,12 @@ void bench_bufferpool(void)
 		snprintf(what, sizeof(what), "%d threads: that edge / the raw one's (%.2f)", threads,
 			 edge);
 		goal(what, edge ? x / edge : 0, ">= 0.9", edge && x / edge >= 0.9);
+		/* Only where the edge is the kernel's to give: on mremap each
+		 * move takes the mmap lock for writing, where a fault takes it
+		 * (or its VMA's lock) for reading, so threads widen plain
+		 * memory's lead whatever the library does. */
 		snprintf(what, sizeof(what), "that gap, %d threads / 1 thread (uniform)", threads);
-		goal(what, one ? x / one : 0, ">= 1", one && x >= one);
+		goal(what, edge && one ? x / one : 0, ">= 1", edge && one && x >= one);
 	}
 	for (int c = 0; c < 2; c++) {
 		const struct figures *r = &f[0][REWIRE], *h = &f[0][HASHED];
