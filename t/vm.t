@@ -117,6 +117,11 @@ has() {
 	return 1
 }
 
+# Has kernel release $1 UFFDIO_MOVE (Linux 6.8 on)?
+has_uffd_move() {
+	[ "$(echo "$1" | awk -F. '{ print ($1 * 100 + $2 >= 608) }')" = 1 ]
+}
+
 work=$(mktemp -d "${TMPDIR:-/tmp}/rewire-vm.XXXXXX")
 [ -n "${VM_KEEP:-}" ] || trap 'rm -rf "$work"' EXIT
 n=0
@@ -432,8 +437,7 @@ for v in $kernels; do
 	else
 		printf '%s\n' $VM_TESTS >>"$list"
 	fi
-	if [ -n "${VM_UFFD_LINES:-}" ] &&
-		[ "$(echo "$v" | awk -F. '{ print ($1 * 100 + $2 >= 608) }')" = 1 ]; then
+	if [ -n "${VM_UFFD_LINES:-}" ] && has_uffd_move "$v"; then
 		echo "$VM_UFFD_LINES" | tr ';' '\n' >>"$list"
 	fi
 	# the fuzzer's time, where the host's environment sets it
@@ -455,7 +459,7 @@ for v in $kernels; do
 		has t/basic.t && echo "REWIRE_BACKEND=auto t/basic.t" >>"$list"
 		# (the module's own programs excluded; not on the debugging
 		# kernel, where the library's suites on uffd take too long)
-		if [ "$(echo "$v" | awk -F. '{ print ($1 * 100 + $2 >= 608) }')" = 1 ] &&
+		if has_uffd_move "$v" &&
 			{ [ -z "$debug" ] || [ -n "${VM_DEBUG_FULL:-}" ]; }; then
 			for t in $VM_TESTS; do
 				case $t in
