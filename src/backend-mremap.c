@@ -104,6 +104,8 @@ static void recount(struct rewire_arena *a, struct mremap_state *m)
 	m->calls = 0;
 	m->counted_at = rw_now_ns();
 	m->count_cost = m->counted_at - t;
+	/* Not the cost of the move that asked: the planner leaves it out. */
+	rw_note_bookkeeping(m->count_cost);
 }
 
 /* Is there room for calls more moves, keeping the headroom? */

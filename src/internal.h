@@ -281,6 +281,8 @@ int rw_map_holes(struct rewire_arena *a, size_t start, size_t n);
 int rw_pages_populate(struct rewire_arena *a, size_t start, size_t n);
 int rw_pages_discard(struct rewire_arena *a, size_t start, size_t n);
 double rw_now_ns(void);
+void rw_note_bookkeeping(double ns);
+double rw_work_ns(void);
 void rw_copy_costs(struct costs *c);
 
 /* Layer 1, pages.c: the page states, the claims and the searches, the lock

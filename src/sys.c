@@ -256,6 +256,23 @@ double rw_now_ns(void)
 	return ts.tv_sec * 1e9 + ts.tv_nsec;
 }
 
+/* This thread's time spent on a backend's own bookkeeping. */
+static __thread double bookkeeping_ns;
+
+void rw_note_bookkeeping(double ns)
+{
+	bookkeeping_ns += ns;
+}
+
+/*
+ * The clock less this thread's bookkeeping: what an operation timed by it
+ * cost, without a recount of mappings that happened to fall in it.
+ */
+double rw_work_ns(void)
+{
+	return rw_now_ns() - bookkeeping_ns;
+}
+
 static struct costs measured_copy;
 static pthread_once_t copy_once = PTHREAD_ONCE_INIT;
 
