@@ -53,7 +53,7 @@ void bench_overhead(void);
 /* A mapping of npages like a uffd arena's, and its userfaultfd. */
 int raw_uffd_map(char **p, size_t npages, int *fd);
 /* One UFFDIO_MOVE of len bytes on that mapping; false if refused. */
-bool raw_uffd_move(int fd, void *dst, void *src, size_t len);
+bool raw_uffd_move(int fd, char *dst, char *src, size_t len);
 /* The kernel's own evict+load per page: one UFFDIO_MOVE, and MADV_DONTNEED
  * plus a fault; false where uffd is missing. */
 bool raw_evict_load_ns(double *move_ns, double *plain_ns);

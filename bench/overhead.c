@@ -54,6 +54,7 @@ int raw_uffd_map(char **p, size_t npages, int *fd)
 	if (ioctl(*fd, UFFDIO_API, &api) || !(api.features & UFFD_FEATURE_MOVE) ||
 	    ioctl(*fd, UFFDIO_REGISTER, &reg)) {
 		close(*fd);
+		*fd = -1;
 		goto fail;
 	}
 	return 0;
@@ -62,12 +63,26 @@ fail:
 	return -1;
 }
 
-/* One UFFDIO_MOVE of len bytes; false if the kernel refused it. */
-bool raw_uffd_move(int fd, void *dst, void *src, size_t len)
+/* UFFDIO_MOVE of len bytes, as the library makes it (no wake-up), the
+ * rest again where the kernel moved part and asks to try again; false if
+ * it refused. */
+bool raw_uffd_move(int fd, char *dst, char *src, size_t len)
 {
-	struct uffdio_move m = { .dst = (uintptr_t)dst, .src = (uintptr_t)src, .len = len };
+	for (int tries = 0; tries < 100; tries++) {
+		struct uffdio_move m = { .dst = (uintptr_t)dst, .src = (uintptr_t)src, .len = len,
+					 .mode = MOVE_DONTWAKE };
 
-	return !ioctl(fd, UFFDIO_MOVE, &m);
+		if (!ioctl(fd, UFFDIO_MOVE, &m))
+			return true;
+		if (errno != EAGAIN)
+			return false;
+		if (m.move > 0) {
+			dst += m.move;
+			src += m.move;
+			len -= (size_t)m.move;
+		}
+	}
+	return false;
 }
 
 /*

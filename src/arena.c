@@ -242,8 +242,9 @@ const char *rewire_backend_name(const struct rewire_arena *a)
  * (a base page off its LRU list, held or locked for a moment, as while
  * khugepaged or a migration works on it) is tried again, waiting longer
  * each time, for some 60 ms a page and 250 ms a purge; a page the kernel
- * will not collapse now is left for the next purge. Stops at ENOMEM or
- * EBUSY: with no huge page free, or none chargeable, the rest fail alike.
+ * will not collapse now is left for the next purge. Stops at ENOMEM,
+ * EBUSY or EINVAL: with no huge page free, none chargeable, or no
+ * MADV_COLLAPSE (before Linux 6.1), the rest fail alike.
  * None is tried when the kernel maps all that is backed as huge pages
  * already (one read of smaps, where each MADV_COLLAPSE costs some 20 us
  * even on a huge page).
@@ -262,13 +263,13 @@ static void repair_huge_pages(struct rewire_arena *a)
 			continue;
 		for (unsigned int wait_us = 250; bit_test(a->backed, i); wait_us *= 2) {
 			ret = rw_pages_collapse(a, i, 1);
-			if (ret != -EAGAIN || wait_us > 32000 || waited_us > 250000)
+			if (ret != -EAGAIN || wait_us > 32000 || waited_us + wait_us > 250000)
 				break;
 			usleep(wait_us);
 			waited_us += wait_us;
 		}
 		rw_release(a, page_addr(a, i), 1);
-		if (ret == -ENOMEM || ret == -EBUSY)
+		if (ret == -ENOMEM || ret == -EBUSY || ret == -EINVAL)
 			break;
 	}
 }

@@ -420,7 +420,7 @@ static bool choose_remap(struct rewire_arena *a, size_t calls, size_t n, double 
  * moves cheaper), and timing it would cost two clock reads a move. The
  * clock leaves out a backend's bookkeeping: mremap's recount of mappings
  * (60-190 us) lands in whichever operation runs then, and taught the
- * planner that remapping 16-128 pages cost 20x the model, not 5x.
+ * planner that remapping 16-128 pages cost up to 35x the model, not 5x.
  */
 static double start_clock(const struct rewire_arena *a, size_t n)
 {
@@ -434,8 +434,9 @@ static double start_clock(const struct rewire_arena *a, size_t n)
  * because the model can be several times off on a machine (on mremap,
  * scattered runs of 64 pages cost 6x what it says, a copy among 256 MiB
  * a third), and halving the way there took three or more operations of a
- * size before the planner chose the cheaper way. Operations too short to
- * time well teach nothing.
+ * size before the planner chose the cheaper way; but no further than 10x
+ * either way, as the way it makes dearer may not be tried again to put an
+ * outlier right. Operations too short to time well teach nothing.
  */
 static void learn(struct rewire_arena *a, bool remap, size_t n, double model_ns, double t0)
 {
@@ -447,10 +448,12 @@ static void learn(struct rewire_arena *a, bool remap, size_t n, double model_ns,
 	if (took < 20000)
 		return;
 	took /= model_ns;
-	took = took < 0.05 ? 0.05 : took > 50 ? 50 : took;
 	/* Threads may race here; either's figure is as good. */
 	old = load_double(f);
-	took = old ? (old + took) / 2 : took;
+	if (old)
+		took = (old + (took < 0.05 ? 0.05 : took > 50 ? 50 : took)) / 2;
+	else
+		took = took < 0.1 ? 0.1 : took > 10 ? 10 : took;
 	__atomic_store(f, &took, __ATOMIC_RELAXED);
 }
 

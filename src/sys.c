@@ -198,7 +198,8 @@ int rw_pages_discard(struct rewire_arena *a, size_t start, size_t n)
  * Make [start, start + n), wholly backed and claimed, huge pages where it
  * is made of base pages: the kernel copies each into a new huge page
  * (MADV_COLLAPSE, Linux 6.1). It fills empty entries too, so never on a
- * range with holes. -EAGAIN or -ENOMEM: no huge page now.
+ * range with holes. -EAGAIN: busy for a moment; -ENOMEM or -EBUSY: no
+ * huge page to be had now; -EINVAL: no MADV_COLLAPSE.
  */
 int rw_pages_collapse(struct rewire_arena *a, size_t start, size_t n)
 {
