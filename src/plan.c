@@ -402,12 +402,25 @@ static unsigned int size_class(size_t n)
 	return k < SIZE_CLASSES ? k : SIZE_CLASSES - 1;
 }
 
-/* The correction for one way and size: 0 until an operation teaches one. */
+/*
+ * The correction for one way and size: 1 until an operation of that way
+ * and size teaches one. But where remapping has cost more than twice its
+ * model, copying, not yet timed at that size, is taken to be off by as
+ * much the other way, so that it is tried and timed once: the models err
+ * in those directions (remapping's per-call figures leave out locking
+ * and splitting mappings; copying's growth with size, fitted on another
+ * machine, is up to 3x too dear here), and otherwise auto kept remapping
+ * 64-page blocks on mremap at 3.6x a copy's time. Remapping gets no such
+ * benefit: tried on scattered pages it can cost seconds.
+ */
 static double correction(const struct rewire_arena *a, bool remap, unsigned int k)
 {
-	double f = load_double(&a->correction[remap][k]);
+	double f = load_double(&a->correction[remap][k]), r;
 
-	return f ? f : 1;
+	if (f || remap)
+		return f ? f : 1;
+	r = load_double(&a->correction[1][k]);
+	return r > 2 ? 1 / r : 1;
 }
 
 /*
