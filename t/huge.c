@@ -99,25 +99,6 @@ static void touch_resident_pages(void)
 			(void)*(volatile char *)at(i);
 }
 
-/* The kernel's mappings that overlap [p, p + len), with their huge pages. */
-static void diag_mappings(const void *p, size_t len)
-{
-	unsigned long long lo = (uintptr_t)p, hi = lo + len, s = 0, e = 0, ls, le, v;
-	FILE *f = fopen("/proc/self/smaps", "r");
-	char line[512];
-
-	while (f && fgets(line, sizeof(line), f)) {
-		if (sscanf(line, "%llx-%llx ", &ls, &le) == 2 && strchr(line, '-') < strchr(line, ' ')) {
-			s = ls, e = le;
-			continue;
-		}
-		if (s < hi && e > lo && sscanf(line, "AnonHugePages: %llu kB", &v) == 1)
-			diag("mapping %llx-%llx (arena %llx-%llx): %llu kB huge", s, e, lo, hi, v);
-	}
-	if (f)
-		fclose(f);
-}
-
 /* Every backed page huge, as stats say and as smaps says; a skip where
  * the kernel had no huge page to give since failed_before, or will not
  * collapse the pages that are not (checked only then: it changes them). */
@@ -148,7 +129,7 @@ static void all_huge(struct rewire_arena *a, long failed_before, const char *wha
 		ok(1, "# SKIP no free huge page (memory fragmented): %s", what);
 		return;
 	}
-	if (huge == backed && huge == huge_mapped(rewire_arena_base(a), st.reserved) && backed) {
+	if (huge == backed && huge == huge_mapped(rewire_arena_base(a), st.reserved, false) && backed) {
 		ok(1, "%s: all %zu backed bytes are huge pages", what, backed);
 		return;
 	}
@@ -157,7 +138,7 @@ static void all_huge(struct rewire_arena *a, long failed_before, const char *wha
 	     "numa_hint_faults %ld", vmstat("thp_fault_alloc"), vmstat("thp_fault_fallback"),
 	     vmstat("thp_collapse_alloc"), vmstat("thp_collapse_alloc_failed"),
 	     vmstat("thp_split_pmd"), vmstat("thp_migration_split"), vmstat("numa_hint_faults"));
-	diag_mappings(rewire_arena_base(a), st.reserved);
+	huge_mapped(rewire_arena_base(a), st.reserved, true);
 	collapsed = collapsible_now(a, &refused);
 	if (backed && !collapsed && refused) {
 		ok(1, "# SKIP the kernel will not collapse the %zu of %zu backed bytes "

@@ -116,23 +116,28 @@ bool page_resident(const void *page)
 	return page_residency(page) != 0;
 }
 
-size_t huge_mapped(const void *p, size_t len)
+size_t huge_mapped(const void *p, size_t len, bool show)
 {
 	uintptr_t lo = (uintptr_t)p, hi = lo + len;
 	FILE *f = fopen("/proc/self/smaps", "r");
 	char line[512];
+	unsigned long long s = 0, e = 0, ls, le, v;
 	bool inside = false;
 	size_t kb = 0;
 
 	if (!f)
 		return 0;
 	while (fgets(line, sizeof(line), f)) {
-		unsigned long long s, e, v;
-
-		if (sscanf(line, "%llx-%llx ", &s, &e) == 2)
+		/* (a line such as "Anonymous:" parses as a hex number too) */
+		if (sscanf(line, "%llx-%llx ", &ls, &le) == 2) {
+			s = ls;
+			e = le;
 			inside = s >= lo && e <= hi;
-		else if (inside && sscanf(line, "AnonHugePages: %llu kB", &v) == 1)
+		} else if (inside && sscanf(line, "AnonHugePages: %llu kB", &v) == 1) {
 			kb += v;
+			if (show)
+				diag("mapping %llx-%llx: %llu kB huge", s, e, v);
+		}
 	}
 	fclose(f);
 	return kb << 10;

@@ -41,8 +41,9 @@ bool page_resident(const void *page);
 /* 1 if all of the page is resident, 0 if none of it, -1 if part. */
 int page_residency(const void *page);
 /* Whether the kernel maps [p, p + len) of this process with huge pages, in
- * bytes (AnonHugePages of /proc/self/smaps). */
-size_t huge_mapped(const void *p, size_t len);
+ * bytes (AnonHugePages of /proc/self/smaps); with show, a diag line for each
+ * mapping counted. */
+size_t huge_mapped(const void *p, size_t len, bool show);
 
 /* Check npages pages at base against model[]: a tag's data, or HOLE (not
  * resident). Prints the first mismatch. */
