@@ -417,8 +417,10 @@ static double correction(const struct rewire_arena *a, bool remap, unsigned int 
 {
 	double f = load_double(&a->correction[remap][k]), r;
 
-	if (f || remap)
-		return f ? f : 1;
+	if (f)
+		return f;
+	if (remap)
+		return 1;
 	r = load_double(&a->correction[1][k]);
 	return r > 2 ? 1 / r : 1;
 }
